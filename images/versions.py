@@ -1,0 +1,24 @@
+"""Pinned versions of everything the air-gapped toolchain builds.
+
+Kubernetes v1.34.4: nftables kube-proxy mode is GA since 1.33, and a 1.34 kubelet only
+warns on cgroup v1 (1.35+ refuses it unless ``failCgroupV1: false``), which is what these
+machines have.  It is the newest 1.34 patch the Go module proxy serves.
+"""
+
+KUBERNETES = "v1.34.4"
+KIND = "v0.30.0"
+HELM = "v3.19.0"
+# kubeadm v1.34 asks for etcd 3.6.5-0 and pause 3.10.1: built at exactly those versions.
+ETCD = "v3.6.5"
+PAUSE = "3.10.1"
+# kubeadm v1.34 asks for CoreDNS v1.12.1, which the module proxy does not serve; we build
+# v1.14.7 and point kubeadm at it (ClusterConfiguration dns.imageTag) instead of
+# mis-tagging it as v1.12.1.
+COREDNS = "v1.14.7"
+# agnhost is built from the Kubernetes tree; its VERSION file there says 2.56.
+AGNHOST = "2.56"
+FLANNEL = "v0.28.10"
+DEBIAN_SUITE = "bookworm"
+
+# What a machine with registry access uses instead (kind v0.30.0's default node image).
+OFFICIAL_NODE_IMAGE = "kindest/node:v1.34.0"
