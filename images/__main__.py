@@ -1,0 +1,66 @@
+"""`python -m images ensure|docker-up|status` — the air-gapped toolchain's one entry point."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from images import build, catalog, docker, paths
+
+CNIS = ("kindnet", "calico", "cilium", "flannel")
+
+
+def cmd_status() -> int:
+    local = catalog.local_docker_images()
+    print(f"cache: {paths.cache_dir()}")
+    for tool in ("kind", "helm", "kubectl"):
+        print(f"tool {tool}: {'present' if paths.tool(tool).exists() else 'missing'} ({paths.tool(tool)})")
+    for d in build.image_defs():
+        print(f"image {d.tag}: {'present' if d.tag in local else 'missing'}")
+    print(f"node image {catalog.AIRGAPPED_NODE_IMAGE}: "
+          f"{'present' if catalog.AIRGAPPED_NODE_IMAGE in local else 'missing'}")
+    times = paths.cache_dir() / "build-times.jsonl"
+    if times.exists():
+        last: dict[str, dict] = {}
+        for line in times.read_text().splitlines():
+            rec = json.loads(line)
+            last[rec["step"]] = rec
+        print("last build time per step (s): "
+              + ", ".join(f"{k}={v['seconds']}" for k, v in last.items()))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m images", description=__doc__)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    e = sub.add_parser("ensure", help="build whatever the cell needs and is missing (cached)")
+    e.add_argument("--cni", default="kindnet", help=f"one of {', '.join(CNIS)}")
+    e.add_argument("--force", action="store_true", help="rebuild every step")
+    sub.add_parser("docker-up", help="start a Docker engine able to run kind nodes")
+    sub.add_parser("status", help="what is built and how long the steps took")
+    args = ap.parse_args(argv)
+    try:
+        if args.cmd == "docker-up":
+            docker.ensure_docker(log=build.log)
+            return 0
+        if args.cmd == "status":
+            return cmd_status()
+        if args.cni not in CNIS:
+            print(f"images: unknown CNI {args.cni!r}; valid: {', '.join(CNIS)}", file=sys.stderr)
+            return 2
+        docker.ensure_docker(log=build.log)
+        if args.cni not in catalog.AIRGAPPED_CNIS:
+            build.log(f"{args.cni}: no air-gapped build exists; building the common images only "
+                      "(the cell reports it as unsupported without a registry)")
+        cni = args.cni if args.cni in catalog.AIRGAPPED_CNIS else "kindnet"
+        return build.main_build(cni, force=args.force)
+    except docker.DockerUnavailable as exc:
+        print(f"images: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

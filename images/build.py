@@ -1,0 +1,556 @@
+"""Build every image and tool the suite needs from package registries only.
+
+Steps run in order; each has a cache key computed from its pinned versions and input
+files, and a stamp under ``<cache>/stamps``.  A step whose key matches its stamp (and
+whose outputs still exist) is skipped, so a warm rebuild is a no-op in seconds.  Every
+step prints its name and elapsed time; timings are appended to ``<cache>/build-times.jsonl``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+from images import catalog, paths, versions
+
+HERE = Path(__file__).resolve().parent
+NODE_FILES = HERE / "node" / "files"
+SRC = HERE / "src"
+MANIFESTS = HERE / "manifests"
+
+KUBE_COMMANDS = (
+    "kubeadm", "kubelet", "kubectl", "kube-apiserver",
+    "kube-controller-manager", "kube-scheduler", "kube-proxy",
+)
+DEBIAN_MIRROR = os.environ.get("SVCCONFORM_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+BASE_IMAGE = f"svcconform/debian-base:{versions.DEBIAN_SUITE}"
+NODE_BASE_IMAGE = "svcconform/kind-node-base:1"
+
+# Packages of the node image: systemd as PID 1, the container runtime, CNI plugins and
+# the userland kubelet, kubeadm and kube-proxy call on a node (rule dumps included).
+NODE_PACKAGES = (
+    "systemd", "systemd-sysv", "dbus", "containerd", "runc", "containernetworking-plugins",
+    "iptables", "nftables", "conntrack", "ipset", "ipvsadm", "ethtool", "socat", "util-linux",
+    "mount", "kmod", "iproute2", "procps", "ca-certificates", "curl", "libseccomp2", "bash",
+    "e2fsprogs", "findutils", "tcpdump",
+)
+
+
+def log(msg: str) -> None:
+    print(f"[images] {msg}", flush=True)
+
+
+def sha(*parts: object) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(json.dumps(p, sort_keys=True, default=str).encode())
+    return h.hexdigest()[:16]
+
+
+def tree_hash(root: Path) -> str:
+    """Content hash of every file below ``root`` (names, modes and bytes)."""
+    h = hashlib.sha256()
+    for f in sorted(p for p in root.rglob("*") if p.is_file()):
+        h.update(str(f.relative_to(root)).encode())
+        h.update(oct(f.stat().st_mode & 0o777).encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def run(argv: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None,
+        stdin: bytes | None = None, capture: bool = False, timeout: float = 3600) -> str:
+    """Run a build command; on failure raise with the command and its last output lines."""
+    full_env = {**os.environ, **(env or {})}
+    proc = subprocess.run(
+        argv, cwd=cwd, env=full_env, input=stdin, capture_output=True, timeout=timeout,
+    )
+    out = proc.stdout.decode(errors="replace")
+    err = proc.stderr.decode(errors="replace")
+    if proc.returncode != 0:
+        tail = "\n".join((out + err).strip().splitlines()[-25:])
+        raise BuildError(f"{' '.join(argv[:6])}{' ...' if len(argv) > 6 else ''} failed "
+                         f"(exit {proc.returncode}):\n{tail}")
+    return out if capture else ""
+
+
+class BuildError(Exception):
+    pass
+
+
+# ---------------------------------------------------------------- image definitions
+
+@dataclass(frozen=True)
+class ImageDef:
+    """One image: a Dockerfile rendered from a base, packages, binaries and an entrypoint."""
+
+    name: str
+    tag: str
+    binaries: tuple[tuple[str, str], ...]  # (binary in the build outputs, path in the image)
+    base: str = BASE_IMAGE
+    packages: tuple[str, ...] = ()
+    entrypoint: tuple[str, ...] = ()
+    cmd: tuple[str, ...] = ()
+
+    def dockerfile(self) -> str:
+        lines = [f"FROM {self.base}" if self.base != "scratch" else "FROM scratch"]
+        if self.packages:
+            lines.append(
+                "RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "
+                f"--no-install-recommends {' '.join(self.packages)} >/dev/null "
+                "&& rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb"
+            )
+        if self.base != "scratch":
+            lines.append("ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        for src, dest in self.binaries:
+            lines.append(f"COPY {src} {dest}")
+        if self.entrypoint:
+            lines.append(f"ENTRYPOINT {json.dumps(list(self.entrypoint))}")
+        if self.cmd:
+            lines.append(f"CMD {json.dumps(list(self.cmd))}")
+        return "\n".join(lines) + "\n"
+
+
+def image_defs(cni: str = "kindnet") -> list[ImageDef]:
+    """Every image the node preloads, for a cell with ``cni``."""
+    k = versions.KUBERNETES
+    defs = [
+        ImageDef("kube-apiserver", f"registry.k8s.io/kube-apiserver:{k}",
+                 (("kube-apiserver", "/usr/local/bin/kube-apiserver"),)),
+        ImageDef("kube-controller-manager", f"registry.k8s.io/kube-controller-manager:{k}",
+                 (("kube-controller-manager", "/usr/local/bin/kube-controller-manager"),)),
+        ImageDef("kube-scheduler", f"registry.k8s.io/kube-scheduler:{k}",
+                 (("kube-scheduler", "/usr/local/bin/kube-scheduler"),)),
+        # kube-proxy programs iptables / nftables / ipvs and clears conntrack entries.
+        ImageDef("kube-proxy", f"registry.k8s.io/kube-proxy:{k}",
+                 (("kube-proxy", "/usr/local/bin/kube-proxy"),),
+                 packages=("iptables", "nftables", "conntrack", "ipset", "ipvsadm", "kmod", "iproute2")),
+        ImageDef("etcd", f"registry.k8s.io/etcd:{versions.ETCD.lstrip('v')}-0",
+                 (("etcd", "/usr/local/bin/etcd"),)),
+        ImageDef("coredns", f"registry.k8s.io/coredns/coredns:{versions.COREDNS}",
+                 (("coredns", "/coredns"),), entrypoint=("/coredns",)),
+        ImageDef("pause", f"registry.k8s.io/pause:{versions.PAUSE}",
+                 (("pause", "/pause"),), base="scratch", entrypoint=("/pause",)),
+        ImageDef("agnhost", catalog.AGNHOST_IMAGE, (("agnhost", "/agnhost"),),
+                 packages=("iproute2", "curl", "netcat-openbsd", "dnsutils"), entrypoint=("/agnhost",)),
+        ImageDef("client", catalog.CLIENT_IMAGE, (),
+                 packages=("dnsutils", "curl", "netcat-openbsd", "iproute2", "procps",
+                           "ca-certificates", "libc-bin"),
+                 cmd=("sleep", "infinity")),
+        ImageDef("kindnetd", catalog.KINDNETD_IMAGE, (("kindnetd", "/usr/local/bin/kindnetd"),),
+                 packages=("iproute2", "iptables"), entrypoint=("/usr/local/bin/kindnetd",)),
+    ]
+    return defs
+
+
+# ---------------------------------------------------------------- go builds
+
+@dataclass(frozen=True)
+class GoBuild:
+    """Commands built from Go modules in one ``go build`` (packages compile once)."""
+
+    name: str
+    version: str
+    packages: tuple[str, ...]
+    outputs: tuple[str, ...]  # binary names `go build` writes (after the package's last element)
+    go_mod: Callable[["Builder"], str] | None = None  # renders go.mod of a wrapper module
+    require: tuple[str, ...] = ()  # module@version resolved with `go get`
+    local_module: Path | None = None  # build from a module in this repo instead
+    ldflags: str = "-s -w"
+
+    def key(self) -> str:
+        local = tree_hash(self.local_module) if self.local_module else ""
+        return sha(self.name, self.version, self.packages, self.require, self.ldflags, local,
+                   "go", go_version())
+
+
+def go_version() -> str:
+    try:
+        return run(["go", "env", "GOVERSION"], capture=True).strip()
+    except (BuildError, OSError):
+        return "missing"
+
+
+def kube_ldflags(version: str) -> str:
+    m = re.match(r"v(\d+)\.(\d+)", version)
+    if not m:
+        raise BuildError(f"not a Kubernetes version: {version}")
+    flags = []
+    for pkg in ("k8s.io/client-go/pkg/version", "k8s.io/component-base/version"):
+        flags += [f"-X {pkg}.gitVersion={version}", f"-X {pkg}.gitMajor={m[1]}",
+                  f"-X {pkg}.gitMinor={m[2]}", f"-X {pkg}.gitTreeState=clean",
+                  f"-X {pkg}.buildDate=1970-01-01T00:00:00Z"]
+    return "-s -w " + " ".join(flags)
+
+
+def kube_wrapper_go_mod(upstream_go_mod: str, version: str) -> str:
+    """go.mod of a module that builds k8s.io/kubernetes commands at ``version``.
+
+    ``go install k8s.io/kubernetes/cmd/...@v`` is refused because upstream's go.mod
+    replaces its staging modules with local directories (absent from the module zip).
+    Each staging module is published on its own as ``v0.<minor>.<patch>``: require those.
+    """
+    staging = set(re.findall(r"^\s*(k8s\.io/[\w.-]+) => \./staging", upstream_go_mod, re.M))
+    if not staging:
+        raise BuildError("upstream go.mod has no staging replaces: unexpected layout")
+    staging_version = "v0" + version[version.index("."):]
+    lines = ["module svcconform.local/k8sbuild", "", "go 1.24.0", "", "require (",
+             f"\tk8s.io/kubernetes {version}"]
+    for block in re.findall(r"^require \((.*?)^\)", upstream_go_mod, re.M | re.S):
+        for raw in block.splitlines():
+            line = raw.split("//")[0].strip()
+            if not line:
+                continue
+            name = line.split()[0]
+            lines.append(f"\t{name} {staging_version}" if name in staging else f"\t{line}")
+    lines += [")", ""]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- the builder
+
+@dataclass
+class Builder:
+    cache: Path = field(default_factory=paths.cache_dir)
+    force: bool = False
+    started: float = field(default_factory=time.monotonic)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    # -- bookkeeping
+    def stamp_path(self, step: str) -> Path:
+        return self.cache / "stamps" / f"{step}.json"
+
+    def fresh(self, step: str, key: str) -> bool:
+        p = self.stamp_path(step)
+        if self.force or not p.exists():
+            return False
+        try:
+            return json.loads(p.read_text()).get("key") == key
+        except ValueError:
+            return False
+
+    def step(self, step: str, key: str, fn: Callable[[], None],
+             outputs_ok: Callable[[], bool] = lambda: True) -> bool:
+        """Run ``fn`` unless the stamp for ``step`` has ``key`` and the outputs exist."""
+        if self.fresh(step, key) and outputs_ok():
+            log(f"{step}: cached ({key})")
+            return False
+        log(f"{step}: building ... (total elapsed {self.elapsed()})")
+        t0 = time.monotonic()
+        fn()
+        took = time.monotonic() - t0
+        self.timings[step] = round(took, 1)
+        p = self.stamp_path(step)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(json.dumps({"key": key, "seconds": round(took, 1), "finished": time.time()}))
+        with (self.cache / "build-times.jsonl").open("a") as fh:
+            fh.write(json.dumps({"step": step, "key": key, "seconds": round(took, 1),
+                                 "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}) + "\n")
+        log(f"{step}: done in {took:.0f}s (total elapsed {self.elapsed()})")
+        return True
+
+    def elapsed(self) -> str:
+        s = int(time.monotonic() - self.started)
+        return f"{s // 60}m{s % 60:02d}s"
+
+    # -- go
+    def go_env(self) -> dict[str, str]:
+        return {"CGO_ENABLED": "0", "GOFLAGS": "-mod=mod -trimpath", "GOTOOLCHAIN": "local"}
+
+    def go_out(self, build: GoBuild) -> Path:
+        return self.cache / "bin" / f"{build.name}-{build.version}"
+
+    def go_build(self, build: GoBuild) -> Path:
+        out = self.go_out(build)
+        binaries = build.outputs
+
+        def do() -> None:
+            if shutil.which("go") is None:
+                raise BuildError("go is not installed: the air-gapped build compiles from the Go module proxy")
+            tmp = out.with_name(out.name + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+            if build.local_module:
+                moddir = build.local_module
+            else:
+                moddir = self.cache / "go" / f"{build.name}-{build.version}"
+                moddir.mkdir(parents=True, exist_ok=True)
+                if build.go_mod is not None:
+                    (moddir / "go.mod").write_text(build.go_mod(self))
+                elif not (moddir / "go.mod").exists():
+                    (moddir / "go.mod").write_text(f"module svcconform.local/{build.name}build\n\ngo 1.24.0\n")
+                for req in build.require:
+                    run(["go", "get", req], cwd=moddir, env=self.go_env())
+            run(["nice", "go", "build", "-ldflags", build.ldflags, "-o", str(tmp) + "/", *build.packages],
+                cwd=moddir, env=self.go_env())
+            for b in binaries:
+                if not (tmp / b).exists():
+                    raise BuildError(f"go build produced no {b} in {tmp}")
+            shutil.rmtree(out, ignore_errors=True)
+            tmp.rename(out)
+
+        self.step(f"go-{build.name}", build.key(), do,
+                  lambda: all((out / b).exists() for b in binaries))
+        return out
+
+    def upstream_go_mod(self, module: str, version: str) -> str:
+        info = json.loads(run(["go", "mod", "download", "-json", f"{module}@{version}"],
+                              cwd=self.cache, env={"GOFLAGS": "-mod=mod"}, capture=True))
+        if "GoMod" not in info:
+            raise BuildError(f"go mod download {module}@{version}: {info.get('Error', info)}")
+        return Path(info["GoMod"]).read_text()
+
+    def go_builds(self, cni: str) -> dict[str, GoBuild]:
+        k = versions.KUBERNETES
+        kube = GoBuild(
+            "kubernetes", k,
+            tuple(f"k8s.io/kubernetes/cmd/{c}" for c in KUBE_COMMANDS)
+            + ("k8s.io/kubernetes/test/images/agnhost",),
+            KUBE_COMMANDS + ("agnhost",),
+            go_mod=lambda b: kube_wrapper_go_mod(b.upstream_go_mod("k8s.io/kubernetes", k), k),
+            ldflags=kube_ldflags(k),
+        )
+        builds = {
+            "kubernetes": kube,
+            "etcd": GoBuild("etcd", versions.ETCD, ("go.etcd.io/etcd/server/v3",), ("server",),
+                            require=(f"go.etcd.io/etcd/server/v3@{versions.ETCD}",)),
+            "coredns": GoBuild("coredns", versions.COREDNS, ("github.com/coredns/coredns",), ("coredns",),
+                               require=(f"github.com/coredns/coredns@{versions.COREDNS}",)),
+            "pause": GoBuild("pause", versions.PAUSE, (".",), ("pause",),
+                             local_module=SRC / "pause"),
+            "kindnetd": GoBuild("kindnetd", "0.1.0", ("./cmd/kindnetd",), ("kindnetd",),
+                                local_module=SRC / "kindnetd"),
+        }
+        return builds
+
+    # -- docker
+    def docker_image_label(self, tag: str, label: str = "svcconform.key") -> str | None:
+        try:
+            out = run(["docker", "image", "inspect", "--format",
+                       f'{{{{index .Config.Labels "{label}"}}}}', tag], capture=True)
+        except BuildError:
+            return None
+        return out.strip()
+
+    def docker_image_id(self, tag: str) -> str:
+        return run(["docker", "image", "inspect", "--format", "{{.Id}}", tag], capture=True).strip()
+
+    def base_image(self) -> None:
+        key = sha("debian-base", versions.DEBIAN_SUITE, DEBIAN_MIRROR)
+
+        def do() -> None:
+            if shutil.which("debootstrap") is None:
+                raise BuildError("debootstrap is not installed (apt-get install debootstrap)")
+            root = self.cache / "rootfs" / f"base-{versions.DEBIAN_SUITE}"
+            shutil.rmtree(root, ignore_errors=True)
+            root.parent.mkdir(parents=True, exist_ok=True)
+            run(["debootstrap", "--variant=minbase", versions.DEBIAN_SUITE, str(root), DEBIAN_MIRROR])
+            (root / "etc/apt/sources.list").write_text(
+                f"deb {DEBIAN_MIRROR} {versions.DEBIAN_SUITE} main\n"
+                f"deb {DEBIAN_MIRROR} {versions.DEBIAN_SUITE}-updates main\n")
+            for junk in ("var/cache/apt/archives", "var/lib/apt/lists"):
+                for f in (root / junk).glob("*"):
+                    if f.is_file():
+                        f.unlink()
+            tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
+            try:
+                subprocess.run(["docker", "import", "--change", f"LABEL svcconform.key={key}",
+                                "-", BASE_IMAGE], stdin=tar.stdout, check=True,
+                               capture_output=True, timeout=900)
+            finally:
+                if tar.stdout:
+                    tar.stdout.close()
+                tar.wait()
+            shutil.rmtree(root, ignore_errors=True)
+
+        self.step("debian-base", key, do, lambda: self.docker_image_label(BASE_IMAGE) == key)
+
+    def docker_build(self, step: str, tag: str, dockerfile: str, files: dict[str, Path],
+                     key_extra: Iterable[object] = ()) -> str:
+        """Build ``tag`` from ``dockerfile`` with ``files`` (name in context → source)."""
+        base_id = ""
+        m = re.match(r"FROM (\S+)", dockerfile)
+        if m and m[1] != "scratch":
+            base_id = self.docker_image_id(m[1])
+        key = sha(step, tag, dockerfile, base_id, *(file_digest(p) for p in files.values()),
+                  *key_extra)
+
+        def do() -> None:
+            with tempfile.TemporaryDirectory(prefix=f"svcc-{step}-") as ctx:
+                for name, src in files.items():
+                    dest = Path(ctx) / name
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    if src.is_dir():
+                        shutil.copytree(src, dest, symlinks=True)
+                    else:
+                        shutil.copy2(src, dest)
+                (Path(ctx) / "Dockerfile").write_text(dockerfile)
+                run(["docker", "build", "-q", "--label", f"svcconform.key={key}", "-t", tag, ctx])
+
+        self.step(step, key, do, lambda: self.docker_image_label(tag) == key)
+        return key
+
+    def component_images(self, cni: str, bins: dict[str, Path]) -> list[str]:
+        tags = []
+        for d in image_defs(cni):
+            files = {src: bins[src] for src, _ in d.binaries}
+            self.docker_build(f"image-{d.name}", d.tag, d.dockerfile(), files)
+            tags.append(d.tag)
+        return tags
+
+    def node_base(self, kube_bin: Path) -> None:
+        pkgs = " ".join(NODE_PACKAGES)
+        dockerfile = f"""FROM {BASE_IMAGE}
+RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends {pkgs} >/dev/null \\
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb \\
+ && mkdir -p /opt/cni/bin /etc/cni/net.d /kind/manifests /var/lib/kubelet /etc/kubernetes/manifests \\
+ && cp -a /usr/lib/cni/. /opt/cni/bin/ \\
+ && rm -f /lib/systemd/system/multi-user.target.wants/* /etc/systemd/system/*.wants/* \\
+          /lib/systemd/system/local-fs.target.wants/* /lib/systemd/system/sockets.target.wants/*udev* \\
+          /lib/systemd/system/sockets.target.wants/*initctl* /lib/systemd/system/basic.target.wants/* \\
+ && systemctl mask getty@tty1.service console-getty.service systemd-udevd.service \\
+      systemd-udev-trigger.service systemd-modules-load.service sys-kernel-config.mount \\
+      sys-kernel-debug.mount sys-kernel-tracing.mount systemd-remount-fs.service \\
+      apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer fstrim.timer >/dev/null 2>&1 || true
+COPY files/ /
+RUN chmod 0755 /usr/local/bin/entrypoint \\
+ && systemctl enable containerd.service kubelet.service >/dev/null 2>&1 \\
+ && echo 'ReadKMsg=no' >> /etc/systemd/journald.conf
+COPY bin/ /usr/bin/
+ENV container=docker
+STOPSIGNAL SIGRTMIN+3
+ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]
+"""
+        files: dict[str, Path] = {"files": NODE_FILES}
+        for c in ("kubeadm", "kubelet", "kubectl"):
+            files[f"bin/{c}"] = kube_bin / c
+        self.docker_build("node-base", NODE_BASE_IMAGE, dockerfile, files,
+                          key_extra=(tree_hash(NODE_FILES),))
+
+    def node_image(self, preload: list[str], cni_manifest: Path) -> None:
+        ids = [self.docker_image_id(t) for t in preload]
+        key = sha("node", self.docker_image_id(NODE_BASE_IMAGE), preload, ids,
+                  file_digest(cni_manifest), versions.KUBERNETES)
+        target = catalog.AIRGAPPED_NODE_IMAGE
+
+        def do() -> None:
+            name = f"svcc-node-build-{os.getpid()}"
+            if self._exists(name):
+                run(["docker", "rm", "-f", name], timeout=120)
+            run(["docker", "run", "-d", "--name", name, "--privileged", "--tmpfs", "/run",
+                 "--tmpfs", "/tmp", "--entrypoint", "containerd", NODE_BASE_IMAGE])
+            try:
+                self._wait_in(name, ["ctr", "version"], what="containerd in the build container")
+                run(["docker", "exec", "-i", name, "cp", "/dev/stdin", "/kind/manifests/default-cni.yaml"],
+                    stdin=cni_manifest.read_bytes())
+                run(["docker", "exec", "-i", name, "sh", "-c",
+                     f"echo {versions.KUBERNETES} > /kind/version"])
+                save = subprocess.Popen(["docker", "save", *preload], stdout=subprocess.PIPE)
+                try:
+                    imp = subprocess.run(
+                        ["docker", "exec", "-i", name, "ctr", "--namespace=k8s.io", "images", "import",
+                         "--all-platforms", "--no-unpack", "--digests", "-"],
+                        stdin=save.stdout, capture_output=True, timeout=1800)
+                finally:
+                    if save.stdout:
+                        save.stdout.close()
+                    save.wait()
+                if imp.returncode != 0 or save.returncode != 0:
+                    raise BuildError(f"preloading images failed: {imp.stderr.decode()[-2000:]}")
+                listed = run(["docker", "exec", name, "ctr", "--namespace=k8s.io", "images", "list", "-q"],
+                             capture=True).split()
+                missing = [t for t in preload if t not in listed and f"docker.io/{t}" not in listed]
+                if missing:
+                    raise BuildError(f"preloaded images missing from containerd: {missing}")
+                run(["docker", "stop", "-t", "30", name])
+                run(["docker", "commit",
+                     "--change", 'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]',
+                     "--change", "CMD []",
+                     "--change", f"LABEL svcconform.key={key}",
+                     name, target])
+            finally:
+                subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+
+        self.step("node-image", key, do, lambda: self.docker_image_label(target) == key)
+
+    def _exists(self, container: str) -> bool:
+        return subprocess.run(["docker", "inspect", container], capture_output=True).returncode == 0
+
+    def _wait_in(self, container: str, argv: list[str], *, what: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        last = ""
+        while time.monotonic() < deadline:
+            p = subprocess.run(["docker", "exec", container, *argv], capture_output=True, text=True)
+            if p.returncode == 0:
+                return
+            last = (p.stderr or p.stdout).strip()
+            time.sleep(0.5)
+        raise BuildError(f"timed out after {timeout:.0f}s waiting for {what}: {last}")
+
+    # -- tools
+    def tools(self, kube_bin: Path | None) -> None:
+        bin_dir = paths.tools_bin()
+        bin_dir.mkdir(parents=True, exist_ok=True)
+        for name, module, ver, ldflags in (
+            ("kind", "sigs.k8s.io/kind", versions.KIND, "-s -w"),
+            ("helm", "helm.sh/helm/v3/cmd/helm", versions.HELM,
+             f"-s -w -X helm.sh/helm/v3/internal/version.version={versions.HELM}"),
+        ):
+            key = sha(name, module, ver, ldflags, go_version())
+            self.step(f"tool-{name}", key,
+                      lambda module=module, ver=ver, ldflags=ldflags: run(
+                          ["nice", "go", "install", "-ldflags", ldflags, f"{module}@{ver}"],
+                          env={**self.go_env(), "GOBIN": str(bin_dir), "GOFLAGS": "-trimpath"}),
+                      lambda name=name: (bin_dir / name).exists())
+        if kube_bin is not None:
+            src = kube_bin / "kubectl"
+            dest = bin_dir / "kubectl"
+            if not dest.exists() or file_digest(dest) != file_digest(src):
+                shutil.copy2(src, dest)
+                log(f"tool-kubectl: installed {versions.KUBERNETES}")
+
+    # -- the whole thing
+    def airgapped(self, cni: str) -> None:
+        builds = self.go_builds(cni)
+        kube_bin = self.go_build(builds["kubernetes"])
+        self.tools(kube_bin)
+        bins: dict[str, Path] = {c: kube_bin / c for c in (*KUBE_COMMANDS, "agnhost")}
+        for name in ("etcd", "coredns", "pause", "kindnetd"):
+            out = self.go_build(builds[name])
+            bins[name] = out / builds[name].outputs[0]
+        self.base_image()
+        preload = self.component_images(cni, bins)
+        self.node_base(kube_bin)
+        self.node_image(preload, MANIFESTS / "kindnet.yaml")
+
+
+def file_digest(p: Path) -> str:
+    if p.is_dir():
+        return tree_hash(p)
+    h = hashlib.sha256()
+    with p.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def main_build(cni: str, force: bool = False) -> int:
+    b = Builder(force=force)
+    try:
+        b.airgapped(cni)
+    except BuildError as exc:
+        print(f"images: build failed: {exc}", file=sys.stderr)
+        return 1
+    log(f"air-gapped images ready in {b.elapsed()}: {catalog.AIRGAPPED_NODE_IMAGE}")
+    if b.timings:
+        log("step timings (s): " + ", ".join(f"{k}={v}" for k, v in b.timings.items()))
+    return 0

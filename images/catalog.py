@@ -1,0 +1,112 @@
+"""Which images a cell uses: the air-gapped ones built here, or the official ones.
+
+The suite never forks on this: both sets have the same shape, the air-gapped images are
+tagged with the very names their consumers ask for (kubeadm's image list, our charts),
+and only what differs is carried in :class:`ImageSet` (node image, kubeadm patches,
+images to side-load into kind).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+
+from images import versions
+
+AGNHOST_IMAGE = f"registry.k8s.io/e2e-test-images/agnhost:{versions.AGNHOST}"
+CLIENT_IMAGE = "svcconform/client:1"
+KINDNETD_IMAGE = "svcconform/kindnetd:0.1.0"
+AIRGAPPED_NODE_IMAGE = f"svcconform/kind-node:{versions.KUBERNETES}"
+FLANNEL_IMAGE = f"svcconform/flannel:{versions.FLANNEL}"
+
+# kubeadm v1.34 defaults to CoreDNS v1.12.1, which cannot be built here; the node image
+# carries the CoreDNS we built, and kubeadm is told to use that tag.
+COREDNS_PATCH = f"kind: ClusterConfiguration\ndns:\n  imageTag: {versions.COREDNS}\n"
+
+#: CNIs whose images the air-gapped toolchain can build (kindnet: our own daemon).
+AIRGAPPED_CNIS = ("kindnet", "flannel")
+
+
+class ImagesMissing(Exception):
+    """No usable node image: neither built locally nor available from a registry."""
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    node_image: str
+    agnhost_image: str
+    client_image: str
+    kubeadm_patches: tuple[str, ...]
+    airgapped: bool
+    #: images that exist only in the local Docker engine and must be loaded into kind nodes
+    load_images: tuple[str, ...] = ()
+
+    def cni_unsupported_reason(self, cni: str) -> str | None:
+        """Why ``cni`` cannot run with this image set, or None when it can."""
+        if self.airgapped and cni not in AIRGAPPED_CNIS:
+            return (
+                f"{cni} images are unavailable: no container registry is reachable and the "
+                f"air-gapped toolchain builds only {', '.join(AIRGAPPED_CNIS)}"
+            )
+        return None
+
+
+AIRGAPPED = ImageSet(
+    node_image=AIRGAPPED_NODE_IMAGE,
+    agnhost_image=AGNHOST_IMAGE,
+    client_image=CLIENT_IMAGE,
+    kubeadm_patches=(COREDNS_PATCH,),
+    airgapped=True,
+)
+
+OFFICIAL = ImageSet(
+    node_image=versions.OFFICIAL_NODE_IMAGE,
+    agnhost_image=AGNHOST_IMAGE,
+    client_image=CLIENT_IMAGE,
+    kubeadm_patches=(),
+    airgapped=False,
+    load_images=(CLIENT_IMAGE,),
+)
+
+
+def local_docker_images() -> set[str]:
+    """``repo:tag`` of every image in the local Docker engine (empty if Docker is absent)."""
+    docker = shutil.which("docker")
+    if not docker:
+        return set()
+    try:
+        out = subprocess.run(
+            [docker, "image", "ls", "--format", "{{.Repository}}:{{.Tag}}"],
+            capture_output=True, text=True, timeout=30, check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return set()
+    return {line.strip() for line in out.splitlines() if line.strip()}
+
+
+def resolve(local_images: set[str] | None = None, mode: str | None = None) -> ImageSet:
+    """The image set to use.
+
+    ``mode`` (default ``$SVCCONFORM_IMAGES`` or ``auto``): ``airgapped`` or ``official``
+    force a set; ``auto`` prefers the air-gapped node image when it was built here, then
+    an official node image already pulled.  Raises :class:`ImagesMissing` when neither is
+    present (run ``tox -e images``).
+    """
+    mode = mode or os.environ.get("SVCCONFORM_IMAGES", "auto")
+    if mode not in ("auto", "airgapped", "official"):
+        raise ImagesMissing(f"SVCCONFORM_IMAGES={mode!r} is not one of auto, airgapped, official")
+    if mode == "airgapped":
+        return AIRGAPPED
+    if mode == "official":
+        return OFFICIAL
+    images = local_docker_images() if local_images is None else local_images
+    if AIRGAPPED.node_image in images:
+        return AIRGAPPED
+    if OFFICIAL.node_image in images:
+        return OFFICIAL
+    raise ImagesMissing(
+        f"no kind node image: neither {AIRGAPPED.node_image} nor {OFFICIAL.node_image} is in "
+        "the local Docker engine; run 'tox -e images'"
+    )

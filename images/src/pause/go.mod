@@ -1,0 +1,3 @@
+module svcconform.local/pause
+
+go 1.24.0
