@@ -1,0 +1,3 @@
+module svcconform.local/kindnetd
+
+go 1.24.0
