@@ -1,0 +1,316 @@
+"""HTTP/UDP probe parsers against captured curl/nc output, and the host-side probes against
+real sockets on loopback (offline: nothing leaves this machine)."""
+
+from __future__ import annotations
+
+import errno
+import http.server
+import socket
+import socketserver
+import struct
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import pytest
+import requests
+
+from fixtures.observations import ErrorKind, ExecResult, split_host_port
+from fixtures.probes import Vantage, curl_argv, http_get, kubectl_exec_prefix, udp_argv
+from fixtures.probes.traffic import (
+    classify_exception,
+    health_check,
+    http_from_host,
+    parse_curl,
+    parse_health_check,
+    parse_udp,
+    tcp_connect,
+    udp_exchange,
+)
+
+DATA = Path(__file__).parent / "data"
+
+
+def curl_capture(name: str) -> ExecResult:
+    d = DATA / "curl"
+    return ExecResult(
+        ("curl",),
+        int((d / f"{name}.rc").read_text()),
+        (d / f"{name}.stdout").read_text(),
+        (d / f"{name}.stderr").read_text(),
+    )
+
+
+def nc_capture(name: str) -> ExecResult:
+    d = DATA / "nc"
+    return ExecResult(
+        ("sh",),
+        int((d / f"{name}.rc").read_text()),
+        (d / f"{name}.stdout").read_text(),
+        (d / f"{name}.stderr").read_text(),
+    )
+
+
+def test_split_host_port_go_forms() -> None:
+    assert split_host_port("10.244.1.5:40312") == ("10.244.1.5", 40312)
+    assert split_host_port("[fd00::5]:80") == ("fd00::5", 80)
+    assert split_host_port("10.0.0.1") == ("10.0.0.1", None)
+    assert split_host_port("fd00::5") == ("fd00::5", None)
+
+
+def test_curl_argv_fetches_both_paths_on_one_connection() -> None:
+    argv = curl_argv("10.96.0.5", 80)
+    assert argv[0] == "curl" and "-v" in argv and "--fail-early" in argv
+    assert argv[-2:] == ["http://10.96.0.5:80/hostname", "http://10.96.0.5:80/clientip"]
+    assert curl_argv("fd00::5", 80, ["/hostname"])[-1] == "http://[fd00::5]:80/hostname"
+
+
+def test_curl_ok_pairs_backend_and_client_address() -> None:
+    r = parse_curl(curl_capture("ok"), target="127.0.0.1:8080")
+    assert r.ok and r.status == 200 and r.reached
+    assert r.backend == "backend-7d9f8c6b5-x2x4z"
+    assert (r.client_ip, r.client_port) == ("127.0.0.1", 54222)
+    assert r.elapsed is not None and r.elapsed < 1
+    v6 = parse_curl(curl_capture("ok_v6"), target="[::1]:8080")
+    assert v6.client_ip == "::1" and v6.backend == "backend-7d9f8c6b5-x2x4z"
+
+
+def test_curl_hostname_only() -> None:
+    r = parse_curl(curl_capture("hostname_only"), target="127.0.0.1:8080")
+    assert r.ok and r.backend == "backend-7d9f8c6b5-x2x4z" and r.client_ip is None
+
+
+@pytest.mark.parametrize(
+    ("capture", "kind"),
+    [
+        ("refused", ErrorKind.REFUSED),
+        ("refused_reject", ErrorKind.REFUSED),
+        ("reset_syn", ErrorKind.REFUSED),
+        ("unreachable", ErrorKind.UNREACHABLE),
+        ("connect_timeout", ErrorKind.TIMEOUT),
+        ("read_timeout", ErrorKind.TIMEOUT),
+        ("reset_after_connect", ErrorKind.RESET),
+        ("empty_reply", ErrorKind.EMPTY_REPLY),
+    ],
+)
+def test_curl_failures_are_classified(capture: str, kind: ErrorKind) -> None:
+    r = parse_curl(curl_capture(capture), target="127.0.0.1:1")
+    assert not r.ok and r.error_kind is kind
+    assert r.reached is False
+    assert r.error and r.elapsed is not None
+    assert kind.value in r.summary()
+
+
+def test_curl_refusal_is_prompt_and_timeout_is_not() -> None:
+    refused = parse_curl(curl_capture("refused_reject"), target="x")
+    timeout = parse_curl(curl_capture("connect_timeout"), target="x")
+    assert refused.elapsed is not None and refused.elapsed < 0.1
+    assert timeout.elapsed is not None and timeout.elapsed >= 1
+
+
+def test_curl_http_status() -> None:
+    r = parse_curl(curl_capture("status_503"), target="x")
+    assert not r.ok and r.status == 503 and r.error_kind is ErrorKind.HTTP_STATUS
+    assert r.reached is True
+
+
+def test_curl_missing_tool_is_exec_error_not_a_verdict() -> None:
+    r = parse_curl(ExecResult(("curl",), 127, "", "sh: curl: not found"), target="x")
+    assert r.error_kind is ErrorKind.EXEC and r.reached is None
+
+
+def test_curl_without_connection_reuse_is_unknown() -> None:
+    res = curl_capture("ok")
+    stdout = res.stdout.replace("conns=0", "conns=1")
+    r = parse_curl(ExecResult(res.argv, 0, stdout, ""), target="x")
+    assert not r.ok and r.error_kind is ErrorKind.UNKNOWN and r.backend is None
+
+
+def test_http_get_runner_passes_timeout_and_reproduce_command() -> None:
+    seen: list[float] = []
+
+    def fake(argv: Sequence[str], timeout: float) -> ExecResult:
+        seen.append(timeout)
+        return curl_capture("ok")
+
+    v = Vantage(
+        fake,
+        where="pod ns/client-w1 on w1",
+        reproduce_prefix=kubectl_exec_prefix("/k/cfg", "ns", "client-w1"),
+    )
+    r = http_get(v, "127.0.0.1", 8080)
+    assert r.ok and r.where == "pod ns/client-w1 on w1"
+    assert r.command.startswith("kubectl --kubeconfig /k/cfg -n ns exec client-w1 -- curl ")
+    assert seen and seen[0] > 10
+
+
+def test_udp_argv_is_a_timed_nc() -> None:
+    argv = udp_argv("10.96.0.5", 81, "clientip", wait=1)
+    assert argv[:2] == ["sh", "-c"] and argv[3:] == ["clientip", "10.96.0.5", "81", "1"]
+    assert "nc -u" in argv[2]
+
+
+def test_udp_replies() -> None:
+    h = parse_udp(nc_capture("hostname_ok"), target="x", command="hostname", wait=1)
+    assert h.ok and h.backend == "backend-7d9f8c6b5-x2x4z" and h.reached
+    c = parse_udp(nc_capture("clientip_ok"), target="x", command="clientip", wait=1)
+    assert c.ok and c.client_ip == "127.0.0.1" and c.client_port == 49724
+
+
+@pytest.mark.parametrize(
+    ("capture", "kind"),
+    [
+        ("refused", ErrorKind.REFUSED),
+        ("closed_port", ErrorKind.REFUSED),
+        ("no_reply", ErrorKind.NO_REPLY),
+    ],
+)
+def test_udp_failures(capture: str, kind: ErrorKind) -> None:
+    r = parse_udp(nc_capture(capture), target="x", wait=1)
+    assert not r.ok and r.error_kind is kind and r.reached is False
+
+
+def test_udp_exec_failure() -> None:
+    def fake(argv: Sequence[str], timeout: float) -> ExecResult:
+        return ExecResult(tuple(argv), 127, "", "sh: nc: not found")
+
+    r = udp_exchange(fake, "10.0.0.1", 81)
+    assert r.error_kind is ErrorKind.EXEC and r.reached is None
+
+
+def test_health_check_bodies() -> None:
+    ok = parse_health_check(
+        200, (DATA / "healthcheck" / "healthcheck-200.json").read_text(), target="x"
+    )
+    assert (ok.local_endpoints, ok.service_name, ok.service_namespace, ok.proxy_healthy) == (
+        2,
+        "web",
+        "svcc-etp-r1-ab12",
+        True,
+    )
+    no = parse_health_check(
+        503, (DATA / "healthcheck" / "healthcheck-503.json").read_text(), target="x"
+    )
+    assert no.status == 503 and no.local_endpoints == 0
+    junk = parse_health_check(200, "<html>", target="x")
+    assert junk.error == "body is not JSON"
+
+
+def test_classify_exception_walks_the_cause_chain() -> None:
+    inner = OSError(errno.EHOSTUNREACH, "No route to host")
+    outer = requests.exceptions.ConnectionError(inner)
+    assert classify_exception(outer) is ErrorKind.UNREACHABLE
+    assert classify_exception(requests.exceptions.ConnectTimeout()) is ErrorKind.TIMEOUT
+    assert classify_exception(ValueError("x")) is ErrorKind.UNKNOWN
+
+
+# --------------------------------------------------------------------------- live loopback
+
+
+class _Agnhostish(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as Go's net/http
+
+    def do_GET(self) -> None:
+        if self.path == "/hostname":
+            body = b"backend-1"
+        elif self.path == "/clientip":
+            body = f"{self.client_address[0]}:{self.client_address[1]}".encode()
+        elif self.path == "/healthz":
+            body = (DATA / "healthcheck" / "healthcheck-503.json").read_bytes()
+            self.send_response(503)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        else:
+            body = b""
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        return
+
+
+@pytest.fixture
+def agnhostish() -> Iterator[int]:
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Agnhostish)
+    server.daemon_threads = True
+    t = threading.Thread(target=server.serve_forever, daemon=True)
+    t.start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_http_from_host_pairs_backend_and_source(agnhostish: int) -> None:
+    r = http_from_host("127.0.0.1", agnhostish)
+    assert r.ok and r.backend == "backend-1" and r.client_ip == "127.0.0.1"
+    assert r.where == "host" and "curl" in r.command
+
+
+def test_http_from_host_refused() -> None:
+    r = http_from_host("127.0.0.1", _free_port(), connect_timeout=1)
+    assert not r.ok and r.error_kind is ErrorKind.REFUSED
+
+
+@pytest.fixture
+def silent_server() -> Iterator[int]:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(4)
+    yield s.getsockname()[1]
+    s.close()
+
+
+def test_http_from_host_read_timeout(silent_server: int) -> None:
+    r = http_from_host("127.0.0.1", silent_server, read_timeout=0.3)
+    assert r.error_kind is ErrorKind.TIMEOUT
+
+
+def _serve_once(handler: Callable[[socket.socket], None]) -> int:
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", 0))
+    s.listen(1)
+
+    def run() -> None:
+        conn, _ = s.accept()
+        conn.recv(1024)
+        handler(conn)
+        s.close()
+
+    threading.Thread(target=run, daemon=True).start()
+    return int(s.getsockname()[1])
+
+
+def test_http_from_host_reset_and_empty_reply() -> None:
+    def reset(conn: socket.socket) -> None:
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        conn.close()
+
+    def empty(conn: socket.socket) -> None:
+        conn.close()
+
+    assert http_from_host("127.0.0.1", _serve_once(reset)).error_kind is ErrorKind.RESET
+    assert http_from_host("127.0.0.1", _serve_once(empty)).error_kind is ErrorKind.EMPTY_REPLY
+
+
+def test_tcp_connect(agnhostish: int) -> None:
+    assert tcp_connect("127.0.0.1", agnhostish).ok
+    closed = tcp_connect("127.0.0.1", _free_port())
+    assert not closed.ok and closed.error_kind is ErrorKind.REFUSED and closed.reached is False
+
+
+def test_health_check_live(agnhostish: int) -> None:
+    hc = health_check("127.0.0.1", agnhostish)
+    assert hc.status == 503 and hc.local_endpoints == 0
+    dead = health_check("127.0.0.1", _free_port())
+    assert dead.status is None and dead.error_kind is ErrorKind.REFUSED
