@@ -70,7 +70,7 @@ func run() int {
 		return 1
 	}
 	v4, v6 := config.Families(cfg.PodSubnets)
-	log.Info("kindnetd starting", "version", version, "node", cfg.NodeName, "podSubnet", cfg.PodSubnets, "apiServer", cfg.APIServer)
+	log.Info("kindnetd starting", "version", version, "node", cfg.NodeName, "podSubnet", cfg.PodSubnets, "apiServers", cfg.APIServers)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -102,11 +102,12 @@ func run() int {
 		}
 	}
 
-	client, err := kube.NewClient(cfg.APIServer, *saDir)
+	client, err := kube.NewClient(cfg.APIServers, *saDir)
 	if err != nil {
 		log.Error("cannot set up the API client", "err", err)
 		return 1
 	}
+	client.Log = log
 	var masqs []daemon.Masq
 	for _, fam := range []bool{false, true} {
 		if subnets := config.Of(cfg.PodSubnets, fam); len(subnets) > 0 {

@@ -25,8 +25,9 @@ type Config struct {
 	NodeName string
 	// PodSubnets is the cluster-wide pod subnet, one prefix per family (or more).
 	PodSubnets []netip.Prefix
-	// APIServer is the base URL of the API server, e.g. https://10.96.0.1:443.
-	APIServer string
+	// APIServers are the API server base URLs to try, in order: the control
+	// plane endpoint (if set), then the in-cluster service address (if set).
+	APIServers []string
 	// MTU for pod interfaces; 0 means "take it from the default-route interface".
 	MTU int
 }
@@ -47,7 +48,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		errs = append(errs, fmt.Errorf("%s is not set (the cluster pod subnet, e.g. 10.244.0.0/16 or 10.244.0.0/16,fd00:10:244::/56)", EnvPodSubnet))
 	}
 	c.PodSubnets = subnets
-	c.APIServer, err = APIServerURL(getenv(EnvControlPlaneEndpoint), getenv(EnvServiceHost), getenv(EnvServicePort))
+	c.APIServers, err = APIServerURLs(getenv(EnvControlPlaneEndpoint), getenv(EnvServiceHost), getenv(EnvServicePort))
 	if err != nil {
 		errs = append(errs, err)
 	}
@@ -82,31 +83,35 @@ func ParsePrefixes(s string) ([]netip.Prefix, error) {
 	return out, nil
 }
 
-// APIServerURL picks the API server address: CONTROL_PLANE_ENDPOINT (host:port,
-// kind patches it in so kindnetd does not depend on kube-proxy) wins over the
-// in-cluster KUBERNETES_SERVICE_HOST/PORT.
-func APIServerURL(controlPlaneEndpoint, serviceHost, servicePort string) (string, error) {
-	cpe := strings.TrimSpace(controlPlaneEndpoint)
-	if cpe != "" {
-		if strings.HasPrefix(cpe, "https://") {
-			return strings.TrimRight(cpe, "/"), nil
+// APIServerURLs lists the API server addresses to try: CONTROL_PLANE_ENDPOINT
+// (host:port; kind patches it in so kindnetd does not depend on kube-proxy)
+// first, then the in-cluster KUBERNETES_SERVICE_HOST/PORT as a fallback.
+func APIServerURLs(controlPlaneEndpoint, serviceHost, servicePort string) ([]string, error) {
+	var urls []string
+	if cpe := strings.TrimSpace(controlPlaneEndpoint); cpe != "" {
+		switch {
+		case strings.HasPrefix(cpe, "https://"):
+			urls = append(urls, strings.TrimRight(cpe, "/"))
+		case strings.Contains(cpe, "://"):
+			return nil, fmt.Errorf("%s=%q: only https is supported", EnvControlPlaneEndpoint, cpe)
+		default:
+			if _, _, err := net.SplitHostPort(cpe); err != nil {
+				return nil, fmt.Errorf("%s=%q: want host:port: %v", EnvControlPlaneEndpoint, cpe, err)
+			}
+			urls = append(urls, "https://"+cpe)
 		}
-		if strings.Contains(cpe, "://") {
-			return "", fmt.Errorf("%s=%q: only https is supported", EnvControlPlaneEndpoint, cpe)
+	}
+	if host := strings.TrimSpace(serviceHost); host != "" {
+		port := strings.TrimSpace(servicePort)
+		if port == "" {
+			port = "443"
 		}
-		if _, _, err := net.SplitHostPort(cpe); err != nil {
-			return "", fmt.Errorf("%s=%q: want host:port: %v", EnvControlPlaneEndpoint, cpe, err)
-		}
-		return "https://" + cpe, nil
+		urls = append(urls, "https://"+net.JoinHostPort(host, port))
 	}
-	host, port := strings.TrimSpace(serviceHost), strings.TrimSpace(servicePort)
-	if host == "" {
-		return "", fmt.Errorf("no API server address: neither %s nor %s is set", EnvControlPlaneEndpoint, EnvServiceHost)
+	if len(urls) == 0 {
+		return nil, fmt.Errorf("no API server address: neither %s nor %s is set", EnvControlPlaneEndpoint, EnvServiceHost)
 	}
-	if port == "" {
-		port = "443"
-	}
-	return "https://" + net.JoinHostPort(host, port), nil
+	return urls, nil
 }
 
 // Families returns which address families the prefixes use.

@@ -21,19 +21,24 @@ func TestFromEnv(t *testing.T) {
 		{
 			name: "kind single stack via service env",
 			env:  map[string]string{"NODE_NAME": "kind-worker", "POD_SUBNET": "10.244.0.0/16", "KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443"},
-			want: Config{NodeName: "kind-worker", PodSubnets: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16")}, APIServer: "https://10.96.0.1:443"},
+			want: Config{NodeName: "kind-worker", PodSubnets: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16")}, APIServers: []string{"https://10.96.0.1:443"}},
 		},
 		{
 			name: "dual stack, control plane endpoint wins, MTU set",
 			env: map[string]string{"NODE_NAME": "n", "POD_SUBNET": " 10.244.0.0/16 , fd00:10:244::/56 ", "CONTROL_PLANE_ENDPOINT": "kind-control-plane:6443",
 				"KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443", "CNI_MTU": "1400"},
 			want: Config{NodeName: "n", PodSubnets: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16"), netip.MustParsePrefix("fd00:10:244::/56")},
-				APIServer: "https://kind-control-plane:6443", MTU: 1400},
+				APIServers: []string{"https://kind-control-plane:6443", "https://10.96.0.1:443"}, MTU: 1400},
 		},
 		{
 			name: "ipv6 service host is bracketed",
 			env:  map[string]string{"NODE_NAME": "n", "POD_SUBNET": "fd00:10:244::/56", "KUBERNETES_SERVICE_HOST": "fd00:10:96::1"},
-			want: Config{NodeName: "n", PodSubnets: []netip.Prefix{netip.MustParsePrefix("fd00:10:244::/56")}, APIServer: "https://[fd00:10:96::1]:443"},
+			want: Config{NodeName: "n", PodSubnets: []netip.Prefix{netip.MustParsePrefix("fd00:10:244::/56")}, APIServers: []string{"https://[fd00:10:96::1]:443"}},
+		},
+		{
+			name: "control plane endpoint alone, as a URL",
+			env:  map[string]string{"NODE_NAME": "n", "POD_SUBNET": "10.244.0.0/16", "CONTROL_PLANE_ENDPOINT": "https://[fc00::2]:6443/"},
+			want: Config{NodeName: "n", PodSubnets: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16")}, APIServers: []string{"https://[fc00::2]:6443"}},
 		},
 		{
 			name:    "everything missing",

@@ -140,23 +140,31 @@ func (d *Daemon) WaitForPodCIDRs(ctx context.Context) (kube.Node, error) {
 	deadline := d.Now().Add(d.Opts.PodCIDRTimeout)
 	var lastErr error
 	for attempt := 1; ; attempt++ {
+		// Log the first attempt and every fifth: clear, but not one line per poll.
+		loud := attempt == 1 || attempt%5 == 0
 		n, err := d.Nodes.GetNode(ctx, d.Cfg.NodeName)
 		switch {
 		case err != nil:
 			lastErr = err
-			d.Log.Warn("cannot read this node from the API server yet", "node", d.Cfg.NodeName, "attempt", attempt, "err", err)
+			if loud {
+				d.Log.Warn("cannot read this node from the API server yet", "node", d.Cfg.NodeName, "attempt", attempt, "err", err)
+			}
 		case len(n.PodCIDRs) == 0:
-			lastErr = errors.New("spec.podCIDRs is empty")
-			if attempt == 1 || attempt%5 == 0 {
+			lastErr = nil
+			if loud {
 				d.Log.Info("waiting for the controller-manager to allocate spec.podCIDRs", "node", n.Name, "attempt", attempt)
 			}
 		default:
-			d.Log.Info("node pod CIDRs allocated", "node", n.Name, "podCIDRs", n.PodCIDRs, "internalIPs", n.InternalIPs)
+			d.Log.Info("node pod CIDRs allocated", "node", n.Name, "podCIDRs", n.PodCIDRs, "internalIPs", n.InternalIPs, "attempts", attempt)
 			return n, nil
 		}
 		if !d.Now().Before(deadline) {
-			return kube.Node{}, fmt.Errorf("node %s has no usable spec.podCIDRs after %s (is kube-controller-manager running with --allocate-node-cidrs=true and --cluster-cidr?): %w",
-				d.Cfg.NodeName, d.Opts.PodCIDRTimeout, lastErr)
+			if lastErr != nil {
+				return kube.Node{}, fmt.Errorf("could not read node %s from the API server within %s (%d attempts): %w",
+					d.Cfg.NodeName, d.Opts.PodCIDRTimeout, attempt, lastErr)
+			}
+			return kube.Node{}, fmt.Errorf("node %s still has no spec.podCIDRs after %s (%d attempts): is kube-controller-manager running with --allocate-node-cidrs=true and --cluster-cidr?",
+				d.Cfg.NodeName, d.Opts.PodCIDRTimeout, attempt)
 		}
 		select {
 		case <-ctx.Done():

@@ -144,7 +144,7 @@ func TestWaitForPodCIDRsGivesUp(t *testing.T) {
 	h := newHarness(t, nodes)
 	h.d.Opts.PodCIDRTimeout = 20 * time.Millisecond
 	err := h.d.Run(context.Background())
-	if err == nil || !strings.Contains(err.Error(), "no usable spec.podCIDRs after 20ms") || !strings.Contains(err.Error(), "allocate-node-cidrs") {
+	if err == nil || !strings.Contains(err.Error(), "still has no spec.podCIDRs after 20ms") || !strings.Contains(err.Error(), "allocate-node-cidrs") {
 		t.Errorf("err = %v", err)
 	}
 	if _, statErr := os.Stat(h.conf); statErr == nil {
@@ -157,7 +157,7 @@ func TestWaitForPodCIDRsAPIDown(t *testing.T) {
 	h := newHarness(t, nodes)
 	h.d.Opts.PodCIDRTimeout = 10 * time.Millisecond
 	err := h.d.Run(context.Background())
-	if err == nil || !strings.Contains(err.Error(), "connection refused") {
+	if err == nil || !strings.Contains(err.Error(), "could not read node kind-worker from the API server") || !strings.Contains(err.Error(), "connection refused") {
 		t.Errorf("err = %v", err)
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -24,19 +26,32 @@ var ErrNotFound = errors.New("not found")
 
 // Client is a read-only Node client for the API server, using the pod's
 // service account. The token is re-read on every request (bound tokens rotate).
+// It knows one or more addresses of the API server and moves on to the next
+// when one cannot be reached at all (DNS, connect or TLS failure); an HTTP
+// error answer is returned as is. A Client is not safe for concurrent use.
 type Client struct {
-	base      *url.URL
+	servers   []*url.URL
+	current   int
 	http      *http.Client
 	tokenPath string
 	userAgent string
+	// Log, if set, is told when the client switches API server address.
+	Log *slog.Logger
 }
 
-// NewClient builds a client for apiServer (https://host:port) trusting the CA in
-// saDir/ca.crt and authenticating with saDir/token.
-func NewClient(apiServer, saDir string) (*Client, error) {
-	u, err := url.Parse(apiServer)
-	if err != nil || u.Scheme != "https" || u.Host == "" {
-		return nil, fmt.Errorf("API server URL %q: want https://host:port", apiServer)
+// NewClient builds a client for the API server addresses (https://host:port,
+// tried in order) trusting the CA in saDir/ca.crt and authenticating with saDir/token.
+func NewClient(servers []string, saDir string) (*Client, error) {
+	if len(servers) == 0 {
+		return nil, errors.New("no API server address")
+	}
+	var urls []*url.URL
+	for _, s := range servers {
+		u, err := url.Parse(s)
+		if err != nil || u.Scheme != "https" || u.Host == "" {
+			return nil, fmt.Errorf("API server URL %q: want https://host:port", s)
+		}
+		urls = append(urls, u)
 	}
 	caPath := filepath.Join(saDir, "ca.crt")
 	pem, err := os.ReadFile(caPath)
@@ -53,21 +68,22 @@ func NewClient(apiServer, saDir string) (*Client, error) {
 	}
 	tr := &http.Transport{
 		Proxy:               nil, // never use an HTTP proxy for the API server
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		TLSClientConfig:     &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
 		TLSHandshakeTimeout: 10 * time.Second,
 		IdleConnTimeout:     90 * time.Second,
 		MaxIdleConns:        2,
 	}
 	return &Client{
-		base:      u,
+		servers:   urls,
 		http:      &http.Client{Transport: tr, Timeout: 15 * time.Second},
 		tokenPath: tokenPath,
 		userAgent: "kindnetd/0.1.0 (svcconform)",
 	}, nil
 }
 
-// Server is the API server base URL.
-func (c *Client) Server() string { return c.base.String() }
+// Server is the API server base URL currently in use.
+func (c *Client) Server() string { return c.servers[c.current].String() }
 
 // GetNode fetches one node.
 func (c *Client) GetNode(ctx context.Context, name string) (Node, error) {
@@ -92,30 +108,57 @@ func (c *Client) get(ctx context.Context, path string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading service account token: %w", err)
 	}
-	u := *c.base
+	var errs []error
+	for i := range c.servers {
+		idx := (c.current + i) % len(c.servers)
+		body, err := c.getFrom(ctx, c.servers[idx], path, strings.TrimSpace(string(token)))
+		var unreachable *unreachableError
+		if errors.As(err, &unreachable) && ctx.Err() == nil {
+			errs = append(errs, err)
+			continue
+		}
+		if idx != c.current {
+			if c.Log != nil {
+				c.Log.Warn("API server address switched", "from", c.servers[c.current].String(), "to", c.servers[idx].String(), "because", errors.Join(errs...))
+			}
+			c.current = idx
+		}
+		return body, err
+	}
+	return nil, errors.Join(errs...)
+}
+
+// unreachableError is a request that got no HTTP answer at all.
+type unreachableError struct{ err error }
+
+func (e *unreachableError) Error() string { return e.err.Error() }
+func (e *unreachableError) Unwrap() error { return e.err }
+
+func (c *Client) getFrom(ctx context.Context, base *url.URL, path, token string) ([]byte, error) {
+	u := *base
 	u.Path = strings.TrimRight(u.Path, "/") + path
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
+	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", c.userAgent)
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, err
+		return nil, &unreachableError{err}
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
-		return nil, fmt.Errorf("GET %s: reading body: %w", u.Path, err)
+		return nil, fmt.Errorf("GET %s: reading body: %w", u.String(), err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		msg := StatusMessage(body)
 		if resp.StatusCode == http.StatusNotFound {
-			return nil, fmt.Errorf("GET %s: %w: %s", u.Path, ErrNotFound, msg)
+			return nil, fmt.Errorf("GET %s: %w: %s", u.String(), ErrNotFound, msg)
 		}
-		return nil, fmt.Errorf("GET %s: HTTP %d: %s", u.Path, resp.StatusCode, msg)
+		return nil, fmt.Errorf("GET %s: HTTP %d: %s", u.String(), resp.StatusCode, msg)
 	}
 	return body, nil
 }

@@ -9,6 +9,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"log/slog"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
@@ -52,7 +53,7 @@ func fakeAPIServer(t *testing.T, token string) (*httptest.Server, string) {
 
 func TestClientAgainstTLSServer(t *testing.T) {
 	srv, dir := fakeAPIServer(t, "s3cret")
-	c, err := NewClient(srv.URL, dir)
+	c, err := NewClient([]string{srv.URL}, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +98,7 @@ func TestClientRejectsUnknownCA(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "ca.crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	c, err := NewClient(srv.URL, dir)
+	c, err := NewClient([]string{srv.URL}, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,8 +114,38 @@ func TestNewClientErrors(t *testing.T) {
 		{"https://10.96.0.1:443", dir, "reading the cluster CA"},
 	}
 	for _, tt := range tests {
-		if _, err := NewClient(tt.url, tt.dir); err == nil || !strings.Contains(err.Error(), tt.want) {
+		if _, err := NewClient([]string{tt.url}, tt.dir); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("NewClient(%s) err = %v, want %q", tt.url, err, tt.want)
 		}
+	}
+}
+
+func TestClientFallsBackToTheNextAddress(t *testing.T) {
+	srv, dir := fakeAPIServer(t, "t")
+	// A closed port first: connection refused, so the second address is used and kept.
+	dead := httptest.NewServer(http.NotFoundHandler())
+	deadURL := strings.Replace(dead.URL, "http://", "https://", 1)
+	dead.Close()
+	var logs strings.Builder
+	c, err := NewClient([]string{deadURL, srv.URL}, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Log = slog.New(slog.NewTextHandler(&logs, nil))
+	if _, err := c.ListNodes(context.Background()); err != nil {
+		t.Fatalf("ListNodes: %v", err)
+	}
+	if c.Server() != srv.URL || !strings.Contains(logs.String(), "API server address switched") {
+		t.Errorf("server = %s, logs = %s", c.Server(), logs.String())
+	}
+	// An HTTP error is an answer: no further fallback.
+	if _, err := c.GetNode(context.Background(), "nope"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("err = %v", err)
+	}
+	// Nothing reachable: every address's error is reported.
+	srv.Close()
+	_, err = c.ListNodes(context.Background())
+	if err == nil || strings.Count(err.Error(), "connect") < 2 {
+		t.Errorf("err = %v, want both addresses' errors", err)
 	}
 }
