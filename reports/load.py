@@ -1,0 +1,353 @@
+"""Read a results dir: find the cells and turn each ``results.json`` into a :class:`Cell`.
+
+A results dir holds one sub-directory per cell (``results/<cell>/results.json`` and
+``junit.xml``).  A single bad cell never loses the others: a missing, unreadable, non-JSON
+or schema-invalid ``results.json`` becomes an ``error`` cell whose reason names the file
+and says what is wrong.  Only a results dir with no cells at all is fatal
+(:class:`~reports.errors.ReportError`).
+
+The reader checks schema version 1 exactly as ``docs/ARCHITECTURE.md`` fixes it: every key
+it documents is required and typed; keys it does not document are ignored (except in
+``cell``, where they are kept as extra facts such as a CNI version or IP family).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from reports.errors import ReportError, one_line
+from reports.model import (
+    CNIS,
+    JUNIT_FILE,
+    OUTCOMES,
+    PROXY_MODES,
+    RESULTS_FILE,
+    RESULTS_SCHEMA_VERSION,
+    STATUSES,
+    Cell,
+    CellInfo,
+    Measurement,
+    TestResult,
+)
+
+#: A directory with neither results.json nor junit.xml is still a cell when its name looks
+#: like one (``<mode>-<cni>[-variant]``): a cell job that died before writing anything.
+_CELL_DIR_NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)+$")
+#: Directories a results dir may hold that are not cells.
+NOT_CELLS = frozenset({"artifacts"})
+
+
+class SchemaError(ValueError):
+    """``results.json`` is not schema version 1; ``where`` is the JSON path of the problem."""
+
+    def __init__(self, where: str, problem: str) -> None:
+        self.where = where
+        self.problem = problem
+        super().__init__(f"{where}: {problem}" if where else problem)
+
+
+def discover(results_dir: Path) -> list[Path]:
+    """The cell directories of ``results_dir``, sorted by name.
+
+    Raises :class:`ReportError` when the dir is missing, not a directory or holds no cell.
+    """
+    if not results_dir.exists():
+        raise ReportError(f"{results_dir}: results dir does not exist")
+    if not results_dir.is_dir():
+        raise ReportError(f"{results_dir}: not a directory")
+    try:
+        children = sorted(p for p in results_dir.iterdir() if p.is_dir())
+    except OSError as exc:
+        raise ReportError(f"{results_dir}: cannot list: {exc.strerror or exc}") from None
+    cells = [p for p in children if _is_cell_dir(p)]
+    if not cells:
+        raise ReportError(
+            f"{results_dir}: no cells found (expected <cell>/{RESULTS_FILE} sub-directories, "
+            "as written by a tox cell env such as `tox -e iptables-kindnet`)"
+        )
+    return cells
+
+
+def _is_cell_dir(path: Path) -> bool:
+    if path.name.startswith(".") or path.name in NOT_CELLS:
+        return False
+    if (path / RESULTS_FILE).exists() or (path / JUNIT_FILE).exists():
+        return True
+    try:
+        empty = not any(path.iterdir())
+    except OSError:
+        empty = False
+    return empty and bool(_CELL_DIR_NAME.match(path.name))
+
+
+def load_cells(results_dir: Path) -> list[Cell]:
+    """Every cell of ``results_dir`` in matrix order (see :func:`cell_sort_key`)."""
+    return sorted((load_cell(d) for d in discover(results_dir)), key=cell_sort_key)
+
+
+def cell_sort_key(cell: Cell) -> tuple[int, int, str]:
+    """Proxy modes and CNIs in their documented order, unknown ones after, then the name."""
+    mode = cell.info.proxy_mode
+    cni = cell.info.cni
+    return (
+        PROXY_MODES.index(mode) if mode in PROXY_MODES else len(PROXY_MODES),
+        CNIS.index(cni) if cni in CNIS else len(CNIS),
+        cell.key,
+    )
+
+
+def guess_mode_cni(key: str) -> tuple[str, str]:
+    """Proxy mode and CNI from a directory name, for cells whose file says nothing."""
+    parts = key.split("-")
+    mode = parts[0] if parts and parts[0] in PROXY_MODES else "unknown"
+    cni = parts[1] if len(parts) > 1 and parts[1] in CNIS else "unknown"
+    if mode == "unknown" and parts and parts[0] in CNIS:  # e.g. cilium-kpr
+        cni = parts[0]
+    return mode, cni
+
+
+def error_cell(directory: Path, reason: str, sha256: str | None = None) -> Cell:
+    """An ``error`` cell for a directory whose results could not be read."""
+    mode, cni = guess_mode_cni(directory.name)
+    return Cell(
+        key=directory.name,
+        directory=directory,
+        info=CellInfo(name=directory.name, proxy_mode=mode, cni=cni),
+        status="error",
+        reason=one_line(reason),
+        sha256=sha256,
+        load_error=True,
+    )
+
+
+def load_cell(directory: Path) -> Cell:
+    """Read one cell; never raises for bad content (that becomes an ``error`` cell)."""
+    path = directory / RESULTS_FILE
+    if not path.exists():
+        return error_cell(directory, f"{path}: missing (the cell's run wrote no results)")
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        return error_cell(directory, f"{path}: unreadable: {exc.strerror or exc}")
+    digest = hashlib.sha256(raw).hexdigest()
+    if not raw.strip():
+        return error_cell(directory, f"{path}: empty file", digest)
+    try:
+        doc = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        return error_cell(directory, f"{path}: not UTF-8 ({exc.reason})", digest)
+    except json.JSONDecodeError as exc:
+        return error_cell(
+            directory,
+            f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}",
+            digest,
+        )
+    try:
+        return parse_results(doc, directory=directory, sha256=digest)
+    except SchemaError as exc:
+        return error_cell(directory, f"{path}: not results.json schema v1: {exc}", digest)
+
+
+# --- schema v1 -------------------------------------------------------------------------
+
+
+def _type_name(value: object) -> str:
+    if value is None:
+        return "null"
+    return {
+        bool: "boolean",
+        int: "integer",
+        float: "number",
+        str: "string",
+        list: "array",
+        dict: "object",
+    }.get(type(value), type(value).__name__)
+
+
+def _obj(value: object, where: str) -> Mapping[str, Any]:
+    if not isinstance(value, dict):
+        raise SchemaError(where, f"expected an object, got {_type_name(value)}")
+    return value
+
+
+def _key(obj: Mapping[str, Any], key: str, where: str) -> Any:
+    if key not in obj:
+        raise SchemaError(where, f"missing required key {key!r}")
+    return obj[key]
+
+
+def _str(obj: Mapping[str, Any], key: str, where: str, *, nullable: bool = False) -> str | None:
+    value = _key(obj, key, where)
+    if value is None and nullable:
+        return None
+    if not isinstance(value, str):
+        raise SchemaError(f"{where}.{key}", f"expected a string, got {_type_name(value)}")
+    return value
+
+
+def _req_str(obj: Mapping[str, Any], key: str, where: str) -> str:
+    value = _str(obj, key, where)
+    assert value is not None
+    return value
+
+
+def _num(obj: Mapping[str, Any], key: str, where: str, *, nullable: bool = False) -> float | None:
+    value = _key(obj, key, where)
+    if value is None and nullable:
+        return None
+    return _as_number(value, f"{where}.{key}")
+
+
+def _as_number(value: object, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise SchemaError(where, f"expected a number, got {_type_name(value)}")
+    if not math.isfinite(value):
+        raise SchemaError(where, f"expected a finite number, got {value}")
+    return float(value)
+
+
+def _int(obj: Mapping[str, Any], key: str, where: str, *, nullable: bool = False) -> int | None:
+    value = _key(obj, key, where)
+    if value is None and nullable:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SchemaError(f"{where}.{key}", f"expected an integer, got {_type_name(value)}")
+    return value
+
+
+def _choice(value: str, valid: tuple[str, ...], where: str) -> str:
+    if value not in valid:
+        raise SchemaError(where, f"{value!r} is not one of {', '.join(valid)}")
+    return value
+
+
+_CELL_KEYS = frozenset(
+    {
+        "name",
+        "proxy_mode",
+        "cni",
+        "provider",
+        "kubernetes_version",
+        "nodes",
+        "kernel",
+        "suite_version",
+        "images",
+    }
+)
+
+
+def _parse_cell_info(value: object) -> CellInfo:
+    where = "cell"
+    obj = _obj(value, where)
+    images = _obj(_key(obj, "images", where), f"{where}.images")
+    airgapped = _key(images, "airgapped", f"{where}.images")
+    if airgapped is not None and not isinstance(airgapped, bool):
+        raise SchemaError(f"{where}.images.airgapped", f"expected a boolean, got {_type_name(airgapped)}")
+    extra = tuple(
+        (k, v if isinstance(v, str) else json.dumps(v, sort_keys=True))
+        for k, v in sorted(obj.items())
+        if k not in _CELL_KEYS
+    )
+    name = _req_str(obj, "name", where)
+    if not name:
+        raise SchemaError(f"{where}.name", "must not be empty")
+    return CellInfo(
+        name=name,
+        proxy_mode=_req_str(obj, "proxy_mode", where),
+        cni=_req_str(obj, "cni", where),
+        provider=_req_str(obj, "provider", where),
+        kubernetes_version=_str(obj, "kubernetes_version", where, nullable=True),
+        nodes=_int(obj, "nodes", where, nullable=True),
+        kernel=_str(obj, "kernel", where, nullable=True),
+        suite_version=_str(obj, "suite_version", where, nullable=True),
+        node_image=_str(images, "node", f"{where}.images", nullable=True),
+        airgapped=airgapped,
+        extra=extra,
+    )
+
+
+def _parse_measurements(value: object, where: str) -> tuple[Measurement, ...]:
+    obj = _obj(value, where)
+    out: list[Measurement] = []
+    for name in sorted(obj):
+        mwhere = f"{where}.{name}"
+        m = _obj(obj[name], mwhere)
+        raw_samples = _key(m, "samples", mwhere)
+        if not isinstance(raw_samples, list):
+            raise SchemaError(f"{mwhere}.samples", f"expected an array, got {_type_name(raw_samples)}")
+        samples = tuple(_as_number(s, f"{mwhere}.samples[{i}]") for i, s in enumerate(raw_samples))
+        out.append(
+            Measurement(
+                name=name,
+                unit=_req_str(m, "unit", mwhere),
+                samples=samples,
+                p50=_num(m, "p50", mwhere, nullable=True),
+                p90=_num(m, "p90", mwhere, nullable=True),
+                max=_num(m, "max", mwhere, nullable=True),
+            )
+        )
+    return tuple(out)
+
+
+def _parse_test(value: object, where: str) -> TestResult:
+    obj = _obj(value, where)
+    test_id = _req_str(obj, "id", where)
+    if not test_id:
+        raise SchemaError(f"{where}.id", "must not be empty")
+    family = _req_str(obj, "family", where)
+    if not family:
+        raise SchemaError(f"{where}.family", "must not be empty")
+    outcome = _choice(_req_str(obj, "outcome", where), OUTCOMES, f"{where}.outcome")
+    duration = _num(obj, "duration_s", where)
+    assert duration is not None
+    return TestResult(
+        id=test_id,
+        family=family,
+        outcome=outcome,
+        duration_s=duration,
+        message=_str(obj, "message", where, nullable=True) or "",
+        diagnostics=_str(obj, "diagnostics", where, nullable=True) or None,
+        measurements=_parse_measurements(obj.get("measurements") or {}, f"{where}.measurements"),
+    )
+
+
+def parse_results(doc: object, *, directory: Path, sha256: str | None = None) -> Cell:
+    """Build a :class:`Cell` from a decoded results.json; :class:`SchemaError` if invalid."""
+    obj = _obj(doc, "$")
+    version = _key(obj, "schema_version", "$")
+    if version != RESULTS_SCHEMA_VERSION:
+        raise SchemaError(
+            "schema_version",
+            f"{version!r} is not supported (this report reads version {RESULTS_SCHEMA_VERSION})",
+        )
+    info = _parse_cell_info(_key(obj, "cell", "$"))
+    status = _choice(_req_str(obj, "status", "$"), STATUSES, "status")
+    reason = _req_str(obj, "reason", "$")
+    timings_obj = _obj(_key(obj, "timings", "$"), "timings")
+    timings = tuple((k, _as_number(v, f"timings.{k}")) for k, v in sorted(timings_obj.items()))
+    raw_tests = _key(obj, "tests", "$")
+    if not isinstance(raw_tests, list):
+        raise SchemaError("tests", f"expected an array, got {_type_name(raw_tests)}")
+    tests = tuple(_parse_test(t, f"tests[{i}]") for i, t in enumerate(raw_tests))
+    if status != "completed" and not reason.strip():
+        reason = f"status {status} without a reason"
+    return Cell(
+        key=directory.name,
+        directory=directory,
+        info=info,
+        status=status,
+        reason=one_line(reason),
+        tests=tests,
+        started=_str(obj, "started", "$", nullable=True),
+        finished=_str(obj, "finished", "$", nullable=True),
+        duration_s=_num(obj, "duration_s", "$", nullable=True),
+        timings=timings,
+        hypothesis_seed=_int(obj, "hypothesis_seed", "$", nullable=True),
+        sha256=sha256,
+    )

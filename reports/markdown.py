@@ -1,0 +1,176 @@
+"""``summary.md``: the verdict as GitHub-flavoured Markdown, for ``$GITHUB_STEP_SUMMARY``.
+
+Matrix table (families x cells with the cell verdict and profile), the cells that did not
+run with their reasons, the failures (each message truncated to :data:`MESSAGE_LINES` lines
+and :data:`MESSAGE_CHARS` characters, at most :data:`MAX_FAILURES` listed) and the
+convergence p50/p90/max table.  The whole page stays far below GitHub's 1 MiB limit.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from html import escape
+from typing import Any
+
+from reports.analysis import (
+    cell_verdict,
+    families_of,
+    family_stats,
+    measurements,
+    only_extended_failed,
+    profile_of,
+)
+from reports.model import Cell
+from reports.repro import tox_command
+from reports.svg import fmt
+from reports.vendor import VendorInfo
+
+MESSAGE_LINES = 25
+MESSAGE_CHARS = 2000
+MAX_FAILURES = 40
+REASON_CHARS = 300
+
+ICONS = {
+    "passed": "✅",
+    "failed": "❌",
+    "ext-failed": "⚠️",
+    "skipped": "⏭️",
+    "not-run": "⬜",
+    "unsupported": "🚫",
+    "error": "💥",
+}
+
+
+def cell_text(text: str) -> str:
+    """Safe inside a Markdown table cell: one line, pipes escaped."""
+    return " ".join(text.split()).replace("|", "\\|")
+
+
+def truncate(message: str, lines: int = MESSAGE_LINES, chars: int = MESSAGE_CHARS) -> str:
+    """At most ``lines`` lines and ``chars`` characters, saying how much was cut."""
+    text = message.rstrip()
+    kept = text.splitlines()
+    cut_lines = len(kept) - lines
+    if cut_lines > 0:
+        kept = kept[:lines]
+    out = "\n".join(kept)
+    if len(out) > chars:
+        out = out[:chars].rstrip()
+        return out + f"\n… (truncated; {len(text) - len(out)} more characters in report.html)"
+    if cut_lines > 0:
+        return out + f"\n… ({cut_lines} more lines in report.html)"
+    return out
+
+
+def fence(text: str) -> str:
+    """A code fence longer than any backtick run inside ``text``."""
+    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    return "`" * max(3, longest + 1)
+
+
+def _verdict_icon(cell: Cell) -> str:
+    return ICONS["ext-failed"] if only_extended_failed(cell) else ICONS[cell_verdict(cell)]
+
+
+def _family_cell(cell: Cell, fam: str, stats: Mapping[str, Any]) -> str:
+    s = stats[fam]
+    if cell.status != "completed":
+        return f"{ICONS[cell.status]} {cell.status}"
+    if s.counts.total == 0:
+        return "—"
+    icon = ICONS["ext-failed"] if s.verdict == "failed" and s.core_verdict != "failed" else (ICONS[s.verdict])
+    text = f"{icon} {s.counts.passed}/{s.counts.total}"
+    if s.counts.skipped:
+        text += f" ({s.counts.skipped} skipped)"
+    return text
+
+
+def render_markdown(cells: Sequence[Cell], *, summary: Mapping[str, Any], vendor: VendorInfo | None) -> str:
+    families = families_of(cells)
+    out: list[str] = ["## svcconform — Service networking conformance", ""]
+    header = (
+        f"Generated {summary['generated']} · suite version "
+        f"{summary.get('suite_version') or 'unknown'} · {len(cells)} cells"
+    )
+    out += [header, ""]
+    if vendor:
+        out += [
+            f"**Implementation:** [{cell_text(vendor.implementation)} "
+            f"{cell_text(vendor.version)}]({vendor.url}) · contact: "
+            f"{cell_text(', '.join(vendor.contact))}",
+            "",
+        ]
+        if vendor.notes:
+            out += [f"> {cell_text(vendor.notes)}", ""]
+
+    # matrix
+    out.append("| family | " + " | ".join(f"`{cell_text(c.key)}`" for c in cells) + " |")
+    out.append("| --- | " + " | ".join(":-:" for _ in cells) + " |")
+    out.append("| **verdict** | " + " | ".join(f"{_verdict_icon(c)} {cell_verdict(c)}" for c in cells) + " |")
+    out.append("| **profile** | " + " | ".join(f"**{profile_of(c)}**" for c in cells) + " |")
+    stats = {c.key: family_stats(c, families) for c in cells}
+    for fam in families:
+        out.append(f"| {fam} | " + " | ".join(_family_cell(c, fam, stats[c.key]) for c in cells) + " |")
+    out += [
+        "",
+        "✅ passed · ❌ Core failed · ⚠️ only Extended failed · ⏭️ skipped · "
+        "🚫 unsupported · 💥 error. Profile: `extended` ⊃ `core` ⊃ `none`.",
+        "",
+    ]
+
+    broken = [c for c in cells if c.status != "completed"]
+    if broken:
+        out += [f"### Cells that did not run ({len(broken)})", ""]
+        for c in broken:
+            reason = cell_text(c.reason)
+            if len(reason) > REASON_CHARS:
+                reason = reason[: REASON_CHARS - 1] + "…"
+            out.append(f"- {ICONS[c.status]} **{cell_text(c.key)}** — {c.status}: {reason}")
+        out.append("")
+
+    failed = [(c, t) for c in cells for t in c.tests if t.failed]
+    out += [f"### Failures ({len(failed)})", ""]
+    if not failed:
+        out += ["No test failed.", ""]
+    for c, t in failed[:MAX_FAILURES]:
+        message = truncate(t.message) or "(no message)"
+        f = fence(message)
+        out += [
+            f"<details><summary><code>{_html(c.key)}</code> "
+            f"<code>{_html(t.id)}</code> ({t.outcome})</summary>",
+            "",
+            f + "text",
+            message,
+            f,
+            "",
+            f"Reproduce: `{tox_command(c, t)}`"
+            + (f" · diagnostics: `{c.key}/{t.diagnostics}`" if t.diagnostics else ""),
+            "",
+            "</details>",
+            "",
+        ]
+    if len(failed) > MAX_FAILURES:
+        out += [f"… and {len(failed) - MAX_FAILURES} more failures in report.html.", ""]
+
+    rows = [(c, v) for c in cells for v in measurements(c)]
+    if rows:
+        out += [
+            "### Convergence",
+            "",
+            "| cell | measurement | unit | n | p50 | p90 | max |",
+            "| --- | --- | --- | --: | --: | --: | --: |",
+        ]
+        for c, v in rows:
+            vals = [fmt(x) if x is not None else "—" for x in (v.p50, v.p90, v.max)]
+            out.append(
+                f"| `{cell_text(c.key)}` | `{cell_text(v.key)}` | {cell_text(v.unit)} | "
+                f"{len(v.samples)} | " + " | ".join(vals) + " |"
+            )
+        out.append("")
+    out.append(f"results sha256 `{summary['results_sha256']}`")
+    return "\n".join(out) + "\n"
+
+
+def _html(text: str) -> str:
+    return escape(text)

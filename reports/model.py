@@ -1,0 +1,123 @@
+"""What a report is made of: typed, immutable views of ``results/<cell>/results.json``.
+
+These are plain dataclasses with no I/O; :mod:`reports.load` builds them from the files
+(``docs/ARCHITECTURE.md``, "results.json (schema version 1)").  Everything a report shows
+that is *derived* (family counts, verdicts, profiles) lives in :mod:`reports.analysis`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+#: The families, in the order every report shows them (also ``fixtures.spec.FAMILIES``).
+FAMILIES: tuple[str, ...] = (
+    "dns",
+    "env",
+    "clusterip",
+    "nodeport",
+    "etp",
+    "selectorless",
+    "convergence",
+    "properties",
+)
+PROXY_MODES: tuple[str, ...] = ("iptables", "nftables", "ipvs")
+CNIS: tuple[str, ...] = ("kindnet", "calico", "cilium", "flannel")
+
+#: ``tests[].outcome`` values; ``error`` (a setup/teardown error) counts as a failure.
+OUTCOMES: tuple[str, ...] = ("passed", "failed", "skipped", "error")
+#: ``status`` values of a cell.
+STATUSES: tuple[str, ...] = ("completed", "unsupported", "error")
+
+RESULTS_SCHEMA_VERSION = 1
+RESULTS_FILE = "results.json"
+JUNIT_FILE = "junit.xml"
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One recorded measurement of a test: its samples and their percentiles."""
+
+    name: str
+    unit: str
+    samples: tuple[float, ...]
+    p50: float | None
+    p90: float | None
+    max: float | None
+
+
+@dataclass(frozen=True)
+class TestResult:
+    """One entry of ``tests[]``."""
+
+    __test__ = False  # not a pytest test class, whatever its name
+
+    id: str  # pytest node id: suite/test_dns.py::test_name[param]
+    family: str
+    outcome: str
+    duration_s: float
+    message: str
+    diagnostics: str | None  # relative path of the failure bundle, or None
+    measurements: tuple[Measurement, ...] = ()
+
+    @property
+    def name(self) -> str:
+        """The test's name without its file: ``test_name[param]`` (or ``Class::test``)."""
+        _, sep, rest = self.id.partition("::")
+        return rest if sep else self.id
+
+    @property
+    def failed(self) -> bool:
+        return self.outcome in ("failed", "error")
+
+
+@dataclass(frozen=True)
+class CellInfo:
+    """The ``cell`` object: what cluster the results come from."""
+
+    name: str  # as the results plugin named it (the tox env)
+    proxy_mode: str
+    cni: str
+    provider: str = ""
+    kubernetes_version: str | None = None
+    nodes: int | None = None
+    kernel: str | None = None
+    suite_version: str | None = None
+    node_image: str | None = None
+    airgapped: bool | None = None
+    #: Keys of ``cell`` this reader does not know (e.g. a CNI version): shown as extra facts.
+    extra: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def ip_family(self) -> str | None:
+        return dict(self.extra).get("ip_family")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One cell of the matrix, read from ``<results-dir>/<key>/results.json``.
+
+    ``key`` is the directory name, unique within a results dir (it differs from
+    ``info.name`` for variants such as ``iptables-kindnet-ipv6``).  A cell whose file could
+    not be read or is not schema v1 is an ``error`` cell whose ``reason`` names the file.
+    """
+
+    key: str
+    directory: Path
+    info: CellInfo
+    status: str
+    reason: str
+    tests: tuple[TestResult, ...] = ()
+    started: str | None = None
+    finished: str | None = None
+    duration_s: float | None = None
+    timings: tuple[tuple[str, float], ...] = ()
+    hypothesis_seed: int | None = None
+    #: SHA-256 of the results.json bytes, None when there was no readable file.
+    sha256: str | None = None
+    #: True when the results file itself was missing, unreadable or invalid.
+    load_error: bool = False
+
+    @property
+    def results_path(self) -> Path:
+        return self.directory / RESULTS_FILE
