@@ -1,0 +1,300 @@
+"""Test doubles for the framework core's unit tests (no cluster, no Docker, no network).
+
+* :class:`FakeApiServer` — a tiny Kubernetes-shaped HTTP server on loopback, so ``Kube`` is
+  exercised through the real official client (URLs, query parameters, auth, JSON).
+* :class:`FakeKube` / :class:`FakeProvider` — in-memory stand-ins for the session fixtures.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, ClassVar
+from urllib.parse import parse_qs, urlparse
+
+from fixtures.kube import PodInfo, pod_info
+from fixtures.observations import ExecResult
+from fixtures.providers.base import ClusterFacts, Node, Provider
+from fixtures.spec import ClusterSpec
+
+
+def _matches(obj: dict[str, Any], selector: str) -> bool:
+    labels = obj.get("metadata", {}).get("labels") or {}
+    for term in filter(None, selector.split(",")):
+        key, _, value = term.partition("=")
+        if labels.get(key) != value:
+            return False
+    return True
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    body: Any
+
+
+class FakeApiServer:
+    """Serves ``objects`` (path → JSON) and ``collections`` (list path → items)."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, Any] = {"/version": {"gitVersion": "v1.34.4", "major": "1"}}
+        self.collections: dict[str, list[dict[str, Any]]] = {}
+        self.texts: dict[str, str] = {}
+        self.requests: list[Request] = []
+        #: namespace deletes survive this many GETs before the namespace is gone
+        self.namespace_linger = 0
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def _body(self) -> Any:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                return json.loads(raw) if raw else None
+
+            def _send(self, status: int, payload: Any, content_type: str = "application/json") -> None:
+                data = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _not_found(self, path: str) -> None:
+                self._send(404, {
+                    "kind": "Status", "apiVersion": "v1", "status": "Failure",
+                    "message": f"{path} not found", "reason": "NotFound", "code": 404,
+                })
+
+            def _record(self, method: str) -> Request:
+                url = urlparse(self.path)
+                path = url.path.rstrip("/") or "/"
+                req = Request(method, path, parse_qs(url.query), dict(self.headers), self._body())
+                server.requests.append(req)
+                return req
+
+            def do_GET(self) -> None:
+                req = self._record("GET")
+                if req.path in server.texts:
+                    self._send(200, server.texts[req.path], "text/plain")
+                elif req.path in server.objects:
+                    obj = server.objects[req.path]
+                    if isinstance(obj, dict) and obj.get("_linger", 0) > 0:
+                        obj["_linger"] -= 1
+                    elif isinstance(obj, dict) and "_linger" in obj:
+                        del server.objects[req.path]
+                        self._not_found(req.path)
+                        return
+                    self._send(200, {k: v for k, v in obj.items() if k != "_linger"})
+                elif req.path in server.collections:
+                    selector = req.query.get("labelSelector", [""])[0]
+                    items = [i for i in server.collections[req.path] if _matches(i, selector)]
+                    kind = req.path.rsplit("/", 1)[-1]
+                    self._send(200, {"kind": f"{kind}List", "apiVersion": "v1", "items": items})
+                else:
+                    self._not_found(req.path)
+
+            def do_POST(self) -> None:
+                req = self._record("POST")
+                if req.path == "/api/v1/namespaces":
+                    name = req.body["metadata"]["name"]
+                    server.objects[f"/api/v1/namespaces/{name}"] = req.body
+                    self._send(201, req.body)
+                else:
+                    self._not_found(req.path)
+
+            def do_DELETE(self) -> None:
+                req = self._record("DELETE")
+                obj = server.objects.get(req.path)
+                if obj is None:
+                    self._not_found(req.path)
+                    return
+                obj["_linger"] = server.namespace_linger
+                self._send(200, {"kind": "Status", "status": "Success"})
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.02,), daemon=True)
+
+    def __enter__(self) -> FakeApiServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def kubeconfig(self, path: Path, *, token: str = "test-token") -> Path:
+        return write_kubeconfig(path, f"http://127.0.0.1:{self.port}", token=token)
+
+
+def write_kubeconfig(path: Path, server: str, *, token: str = "test-token") -> Path:
+    path.write_text(
+        json.dumps({
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "fake", "cluster": {"server": server}}],
+            "users": [{"name": "fake", "user": {"token": token}}],
+            "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake"}}],
+            "current-context": "fake",
+        })
+    )
+    return path
+
+
+def pod(name: str, namespace: str, node: str, ip: str, *, ready: bool = True,
+        labels: dict[str, str] | None = None, waiting: str | None = None) -> dict[str, Any]:
+    status: dict[str, Any] = {
+        "phase": "Running" if ready else "Pending",
+        "podIP": ip,
+        "podIPs": [{"ip": ip}] if ip else [],
+        "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+    }
+    if waiting:
+        status["containerStatuses"] = [{"name": "c", "state": {"waiting": {"reason": waiting}}}]
+    return {
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels or {},
+                     "managedFields": [{"manager": "kubectl"}]},
+        "spec": {"nodeName": node, "containers": [{"name": "c"}]},
+        "status": status,
+    }
+
+
+def node(name: str, ip: str, *, control_plane: bool = False, ready: bool = True,
+         pod_cidrs: Sequence[str] = ()) -> dict[str, Any]:
+    labels = {"node-role.kubernetes.io/control-plane": ""} if control_plane else {}
+    return {
+        "kind": "Node",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {"podCIDRs": list(pod_cidrs)},
+        "status": {
+            "addresses": [{"type": "InternalIP", "address": ip}, {"type": "Hostname", "address": name}],
+            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+            "nodeInfo": {"kernelVersion": "6.1.0-test"},
+        },
+    }
+
+
+@dataclass
+class FakeKube:
+    """In-memory ``Kube`` for fixtures and diagnostics tests."""
+
+    objects: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
+    logs: dict[str, str] = field(default_factory=dict)
+    namespaces: dict[str, dict[str, Any]] = field(default_factory=dict)
+    deleted: list[str] = field(default_factory=list)
+    fail_kinds: set[str] = field(default_factory=set)
+    fail_delete: bool = False
+
+    def list_objects(self, kind: str, namespace: str, *, label_selector: str = "",
+                     field_selector: str = "") -> list[dict[str, Any]]:
+        if kind in self.fail_kinds:
+            raise RuntimeError(f"listing {kind} broke")
+        return [o for o in self.objects.get((kind, namespace), []) if _matches(o, label_selector)]
+
+    def pods(self, namespace: str, label_selector: str = "") -> list[PodInfo]:
+        return [pod_info(p) for p in self.list_objects("pods", namespace, label_selector=label_selector)]
+
+    def pod_logs(self, namespace: str, pod: str, *, container: str | None = None,
+                 tail_lines: int | None = None, previous: bool = False) -> str:
+        return self.logs[pod]
+
+    def list_nodes(self) -> list[dict[str, Any]]:
+        return self.objects.get(("nodes", ""), [])
+
+    def server_version(self) -> str:
+        return "v1.34.4"
+
+    def create_namespace(self, name: str, *, labels: dict[str, str] | None = None,
+                         annotations: dict[str, str] | None = None) -> None:
+        self.namespaces[name] = {"labels": dict(labels or {}), "annotations": dict(annotations or {})}
+
+    def delete_namespace(self, name: str, *, wait: bool = True, timeout: float = 0) -> float:
+        from fixtures.errors import KubeError
+
+        if self.fail_delete and wait:
+            raise KubeError(f"namespace {name} stuck terminating")
+        self.deleted.append(name)
+        return 0.0
+
+    def close(self) -> None:
+        pass
+
+
+class FakeProvider(Provider):
+    """A provider whose cluster is a :class:`FakeKube`; records what the session did."""
+
+    name = "kind"
+    supports_node_exec = True
+    events: ClassVar[list[str]] = []  # class-level: a test reads it after pytester's run
+
+    def __init__(self, spec: ClusterSpec, *, unsupported: str | None = None,
+                 prepare_error: str | None = None, up_error: str | None = None,
+                 kube: FakeKube | None = None) -> None:
+        super().__init__(spec)
+        self.unsupported = unsupported
+        self.prepare_error = prepare_error
+        self.up_error = up_error
+        self._fake = kube or FakeKube()
+        self._kube = self._fake  # type: ignore[assignment]
+        self._fake.objects.setdefault(("nodes", ""), [
+            node("n-control-plane", "172.18.0.2", control_plane=True),
+            node("n-worker", "172.18.0.3"),
+            node("n-worker2", "172.18.0.4"),
+        ])
+
+    @property
+    def kubeconfig(self) -> Path:
+        return Path("/nonexistent/kubeconfig")
+
+    def prepare(self) -> None:
+        from fixtures.errors import SvcconformError, UnsupportedEnvironment
+
+        self.events.append("prepare")
+        if self.unsupported:
+            raise UnsupportedEnvironment(self.unsupported)
+        if self.prepare_error:
+            raise SvcconformError(self.prepare_error)
+
+    def up(self) -> None:
+        from fixtures.errors import SvcconformError
+
+        self.events.append("up")
+        if self.up_error:
+            raise SvcconformError(self.up_error)
+        self.created = True
+
+    def down(self) -> None:
+        self.events.append("down")
+
+    def close(self) -> None:
+        self.events.append("close")
+
+    def kernel(self) -> str:
+        return "6.0.0-test"
+
+    def images(self) -> dict[str, Any]:
+        return {"node": "svcconform/kind-node:v1.34.4", "airgapped": True}
+
+    def facts(self) -> ClusterFacts:
+        return ClusterFacts(
+            proxy_mode=self.spec.proxy_mode, cni=self.spec.cni, provider="kind",
+            kubernetes_version="v1.34.4", kernel="6.0.0-test",
+            nodes=(Node("n-control-plane", "172.18.0.2", "control-plane"),
+                   Node("n-worker", "172.18.0.3", "worker"), Node("n-worker2", "172.18.0.4", "worker")),
+        )
+
+    def node_exec(self, node: str, argv: Sequence[str], *, timeout: float = 0) -> ExecResult:
+        if argv[0] == "ipvsadm":
+            return ExecResult(tuple(argv), 127, "", "exec: \"ipvsadm\": executable file not found in $PATH")
+        return ExecResult(tuple(argv), 0, f"# rules of {node}\n-A KUBE-SERVICES\n", "", f"node {node}")
