@@ -367,7 +367,7 @@ def _facts(cell: Cell, profile: str, verdict: str) -> str:
     ]
     rows += [(k.removesuffix("_s").replace("_", " "), fmt_seconds(v)) for k, v in cell.timings]
     if cell.hypothesis_seed is not None:
-        rows.append(("hypothesis seed", str(cell.hypothesis_seed)))
+        rows.append(("hypothesis seed", cell.hypothesis_seed))
     rows.append(("results.json sha256", cell.sha256 or "—"))
     return (
         '<div class="facts">'

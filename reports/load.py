@@ -39,6 +39,8 @@ from reports.model import (
 #: A directory with neither results.json nor junit.xml is still a cell when its name looks
 #: like one (``<mode>-<cni>[-variant]``): a cell job that died before writing anything.
 _CELL_DIR_NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)+$")
+#: The family of a test the results plugin could not place in one (``family: null``).
+UNCLASSIFIED = "unclassified"
 #: Directories a results dir may hold that are not cells.
 NOT_CELLS = frozenset({"artifacts"})
 
@@ -300,9 +302,7 @@ def _parse_test(value: object, where: str) -> TestResult:
     test_id = _req_str(obj, "id", where)
     if not test_id:
         raise SchemaError(f"{where}.id", "must not be empty")
-    family = _req_str(obj, "family", where)
-    if not family:
-        raise SchemaError(f"{where}.family", "must not be empty")
+    family = _str(obj, "family", where, nullable=True) or UNCLASSIFIED
     outcome = _choice(_req_str(obj, "outcome", where), OUTCOMES, f"{where}.outcome")
     duration = _num(obj, "duration_s", where)
     assert duration is not None
@@ -315,6 +315,18 @@ def _parse_test(value: object, where: str) -> TestResult:
         diagnostics=_str(obj, "diagnostics", where, nullable=True) or None,
         measurements=_parse_measurements(obj.get("measurements") or {}, f"{where}.measurements"),
     )
+
+
+def _seed(obj: Mapping[str, Any]) -> str | None:
+    """``hypothesis_seed``: an integer, a string (hypothesis accepts both) or null."""
+    value = _key(obj, "hypothesis_seed", "$")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise SchemaError(
+            "hypothesis_seed", f"expected an integer, a string or null, got {_type_name(value)}"
+        )
+    return str(value)
 
 
 def parse_results(doc: object, *, directory: Path, sha256: str | None = None) -> Cell:
@@ -330,7 +342,11 @@ def parse_results(doc: object, *, directory: Path, sha256: str | None = None) ->
     status = _choice(_req_str(obj, "status", "$"), STATUSES, "status")
     reason = _req_str(obj, "reason", "$")
     timings_obj = _obj(_key(obj, "timings", "$"), "timings")
-    timings = tuple((k, _as_number(v, f"timings.{k}")) for k, v in sorted(timings_obj.items()))
+    timings = tuple(
+        (k, _as_number(v, f"timings.{k}"))
+        for k, v in sorted(timings_obj.items())
+        if v is not None  # a phase that never ran
+    )
     raw_tests = _key(obj, "tests", "$")
     if not isinstance(raw_tests, list):
         raise SchemaError("tests", f"expected an array, got {_type_name(raw_tests)}")
@@ -348,6 +364,6 @@ def parse_results(doc: object, *, directory: Path, sha256: str | None = None) ->
         finished=_str(obj, "finished", "$", nullable=True),
         duration_s=_num(obj, "duration_s", "$", nullable=True),
         timings=timings,
-        hypothesis_seed=_int(obj, "hypothesis_seed", "$", nullable=True),
+        hypothesis_seed=_seed(obj),
         sha256=sha256,
     )

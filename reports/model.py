@@ -112,7 +112,7 @@ class Cell:
     finished: str | None = None
     duration_s: float | None = None
     timings: tuple[tuple[str, float], ...] = ()
-    hypothesis_seed: int | None = None
+    hypothesis_seed: str | None = None  # hypothesis accepts integers and strings
     #: SHA-256 of the results.json bytes, None when there was no readable file.
     sha256: str | None = None
     #: True when the results file itself was missing, unreadable or invalid.

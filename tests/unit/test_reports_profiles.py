@@ -1,0 +1,289 @@
+"""reports.profiles and reports.analysis: the Core/Extended table, profiles and verdicts."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from reports import profiles
+from reports.analysis import (
+    cell_verdict,
+    family_stats,
+    measurements,
+    only_extended_failed,
+    percentile,
+    profile_of,
+)
+from reports.load import load_cell
+from reports.model import FAMILIES, Cell, CellInfo, Measurement, TestResult
+from reports.profiles import CORE, CORE_FAMILIES, EXTENDED, classify, normalize_name
+
+SAMPLES = Path(__file__).parent / "data" / "results"
+
+
+# --- classification table ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("test_id", "family", "profile", "rule"),
+    [
+        ("suite/test_dns.py::test_service_a_record_resolves_to_cluster_ip", "dns", CORE, "core-family"),
+        (
+            "suite/test_env_discovery.py::test_pod_sees_service_host_and_port_variables",
+            "env",
+            CORE,
+            "core-family",
+        ),
+        (
+            "suite/test_clusterip.py::test_clusterip_reachable_from_every_node[udp]",
+            "clusterip",
+            CORE,
+            "core-family",
+        ),
+        # basic ClientIP affinity is Core, its timeout Extended
+        ("suite/test_clusterip.py::test_session_affinity_client_ip_sticks", "clusterip", CORE, "core-family"),
+        (
+            "suite/test_clusterip.py::test_session_affinity_timeout_expires",
+            "clusterip",
+            EXTENDED,
+            "session-affinity-timeout",
+        ),
+        (
+            "suite/test_clusterip.py::test_affinity[sessionAffinityConfig.timeoutSeconds=10]",
+            "clusterip",
+            EXTENDED,
+            "session-affinity-timeout",
+        ),
+        ("suite/test_nodeport.py::test_nodeport_reachable_from_the_host", "nodeport", CORE, "core-family"),
+        (
+            "suite/test_external_traffic_policy.py::test_local_policy_preserves_client_ip",
+            "etp",
+            CORE,
+            "core-family",
+        ),
+        (
+            "suite/test_external_traffic_policy.py::test_cluster_policy_reaches_from_every_node",
+            "etp",
+            CORE,
+            "core-family",
+        ),
+        (
+            "suite/test_external_traffic_policy.py::test_health_check_node_port_answers",
+            "etp",
+            EXTENDED,
+            "health-check-node-port",
+        ),
+        ("suite/test_etp.py::test_probe[healthCheckNodePort]", "etp", EXTENDED, "health-check-node-port"),
+        (
+            "suite/test_clusterip.py::test_internal_traffic_policy_local_uses_node_local_endpoints",
+            "clusterip",
+            EXTENDED,
+            "internal-traffic-policy",
+        ),
+        (
+            "suite/test_clusterip.py::test_traffic_distribution_prefer_close",
+            "clusterip",
+            EXTENDED,
+            "traffic-distribution",
+        ),
+        ("suite/test_clusterip.py::test_reachable[sctp]", "clusterip", EXTENDED, "sctp"),
+        (
+            "suite/test_clusterip.py::test_external_ips_route_to_backends",
+            "clusterip",
+            EXTENDED,
+            "external-ips",
+        ),
+        ("suite/test_dns.py::test_ptr_records_extended", "dns", EXTENDED, "extended-keyword"),
+        ("suite/test_dns.py::test_lookup[extended-aaaa]", "dns", EXTENDED, "extended-keyword"),
+        (
+            "suite/test_selectorless.py::test_manual_endpointslice_routes_traffic",
+            "selectorless",
+            CORE,
+            "core-family",
+        ),
+        (
+            "suite/test_convergence.py::test_new_endpoint_reachable_within_ceiling",
+            "convergence",
+            EXTENDED,
+            "convergence-family",
+        ),
+        (
+            "suite/test_properties.py::test_every_backend_reachable",
+            "properties",
+            EXTENDED,
+            "properties-family",
+        ),
+        ("suite/test_other.py::test_something", "unclassified", EXTENDED, "unknown-family"),
+        # the file name is not part of the match: only the test's own name is
+        ("suite/test_external_ips.py::test_plain_clusterip", "clusterip", CORE, "core-family"),
+    ],
+)
+def test_classification_table(test_id: str, family: str, profile: str, rule: str) -> None:
+    got = classify(test_id, family)
+    assert (got.profile, got.rule) == (profile, rule)
+
+
+def test_extended_ids_win_over_the_family(monkeypatch: pytest.MonkeyPatch) -> None:
+    test_id = "suite/test_dns.py::test_plain_lookup"
+    assert classify(test_id, "dns").profile == CORE
+    monkeypatch.setattr(profiles, "EXTENDED_IDS", frozenset({test_id}))
+    assert classify(test_id, "dns") == profiles.Classification(EXTENDED, "extended-id")
+    assert classify(test_id + "[ipv6]", "dns").profile == EXTENDED  # parameters stripped
+
+
+def test_every_listed_extended_id_is_a_suite_node_id() -> None:
+    for test_id in profiles.EXTENDED_IDS:
+        assert test_id.startswith("suite/test_")
+        assert "::test_" in test_id
+        assert "[" not in test_id, "list ids without parameters"
+
+
+def test_the_table_covers_every_family_and_ends_with_a_catch_all() -> None:
+    assert set(CORE_FAMILIES) | set(profiles.EXTENDED_FAMILIES) == set(FAMILIES)
+    assert not set(CORE_FAMILIES) & set(profiles.EXTENDED_FAMILIES)
+    last = profiles.RULES[-1]
+    assert not last.keywords
+    assert not last.families
+    assert last.profile == EXTENDED
+    assert all(r.why for r in profiles.RULES)
+    assert len({r.name for r in profiles.RULES}) == len(profiles.RULES)
+
+
+def test_normalize_name_reads_separators_alike() -> None:
+    assert normalize_name("suite/a.py::TestX::test_Y-z[a.b c]") == "testx::test_y_z[a_b_c]"
+
+
+# --- cell profiles -----------------------------------------------------------------------
+
+
+def _t(test_id: str, family: str, outcome: str = "passed") -> TestResult:
+    return TestResult(
+        id=test_id, family=family, outcome=outcome, duration_s=1.0, message="", diagnostics=None
+    )
+
+
+def _core_passes() -> list[TestResult]:
+    return [_t(f"suite/test_{f}.py::test_{f}_works", f) for f in CORE_FAMILIES]
+
+
+EXT = _t("suite/test_convergence.py::test_ceiling", "convergence")
+
+
+@pytest.mark.parametrize(
+    ("tests", "expected"),
+    [
+        ([*_core_passes(), EXT], "extended"),
+        (_core_passes(), "core"),  # no Extended test passed: not extended
+        ([*_core_passes(), replace(EXT, outcome="failed")], "core"),
+        ([*_core_passes(), replace(EXT, outcome="skipped")], "core"),
+        ([*_core_passes(), EXT, replace(EXT, id=EXT.id + "2", outcome="error")], "core"),
+        ([*_core_passes()[1:], EXT], "none"),  # a Core family with no passed test
+        ([*_core_passes(), _t("suite/test_dns.py::test_more", "dns", "failed"), EXT], "none"),
+        ([*_core_passes(), _t("suite/test_dns.py::test_more", "dns", "error"), EXT], "none"),
+        # a skipped Core test neither fails nor satisfies
+        ([*_core_passes(), _t("suite/test_dns.py::test_more", "dns", "skipped"), EXT], "extended"),
+        ([replace(t, outcome="skipped") for t in _core_passes()] + [EXT], "none"),
+        ([], "none"),
+    ],
+)
+def test_cell_profile(tests: list[TestResult], expected: str) -> None:
+    assert profiles.cell_profile("completed", tests) == expected
+
+
+@pytest.mark.parametrize("status", ["unsupported", "error"])
+def test_cells_that_did_not_complete_have_no_profile(status: str) -> None:
+    assert profiles.cell_profile(status, [*_core_passes(), EXT]) == "none"
+
+
+def test_sample_profiles_and_verdicts() -> None:
+    got = {
+        name: (cell_verdict(c), profile_of(c))
+        for name in (
+            "iptables-kindnet",
+            "nftables-flannel",
+            "nftables-kindnet",
+            "ipvs-kindnet",
+            "iptables-cilium",
+        )
+        for c in [load_cell(SAMPLES / name)]
+    }
+    assert got == {
+        "iptables-kindnet": ("passed", "extended"),
+        "nftables-flannel": ("failed", "core"),  # only a convergence ceiling failed
+        "nftables-kindnet": ("failed", "none"),  # a NodePort test failed
+        "ipvs-kindnet": ("unsupported", "none"),
+        "iptables-cilium": ("error", "none"),
+    }
+    assert only_extended_failed(load_cell(SAMPLES / "nftables-flannel"))
+    assert not only_extended_failed(load_cell(SAMPLES / "nftables-kindnet"))
+
+
+# --- family stats ------------------------------------------------------------------------
+
+
+def test_family_stats_count_and_split_core_from_extended() -> None:
+    cell = load_cell(SAMPLES / "nftables-flannel")
+    stats = family_stats(cell)
+    conv = stats["convergence"]
+    assert (conv.counts.passed, conv.counts.failed, conv.counts.skipped, conv.counts.total) == (1, 1, 0, 2)
+    assert (conv.verdict, conv.core_verdict, conv.extended_verdict) == ("failed", "not-run", "failed")
+    etp = stats["etp"]
+    assert etp.counts.total == 4
+    assert (etp.core.total, etp.extended.total) == (3, 1)  # healthCheckNodePort is Extended
+    props = stats["properties"]
+    assert (props.counts.passed, props.counts.skipped, props.verdict) == (1, 1, "passed")
+
+
+def test_family_verdicts_of_cells_that_did_not_run() -> None:
+    for name, status in (("ipvs-kindnet", "unsupported"), ("iptables-cilium", "error")):
+        stats = family_stats(load_cell(SAMPLES / name))
+        assert {s.verdict for s in stats.values()} == {status}
+        assert {s.core_verdict for s in stats.values()} == {status}
+
+
+def test_error_outcome_counts_as_failed_and_all_skipped_is_not_green() -> None:
+    base = load_cell(SAMPLES / "iptables-kindnet")
+    errored = replace(base, tests=(replace(base.tests[0], outcome="error"), *base.tests[1:]))
+    assert family_stats(errored)["dns"].counts.failed == 1
+    assert cell_verdict(errored) == "failed"
+    skipped = replace(base, tests=tuple(replace(t, outcome="skipped") for t in base.tests))
+    assert cell_verdict(skipped) == "skipped"
+    assert family_stats(skipped)["dns"].verdict == "skipped"
+    assert cell_verdict(replace(base, tests=())) == "not-run"
+
+
+# --- measurements ------------------------------------------------------------------------
+
+
+def test_percentile_is_nearest_rank() -> None:
+    samples = [5.0, 1.0, 4.0, 2.0, 3.0]
+    assert percentile(samples, 50) == 3.0
+    assert percentile(samples, 90) == 5.0
+    assert percentile(samples, 0) == 1.0
+    assert percentile(samples, 100) == 5.0
+    with pytest.raises(ValueError, match="no samples"):
+        percentile([], 50)
+
+
+def test_measurements_use_recorded_percentiles_and_fill_gaps(tmp_path: Path) -> None:
+    m1 = Measurement("sync_s", "s", (1.0, 2.0, 3.0, 4.0), p50=2.5, p90=None, max=None)
+    m2 = Measurement("sync_s", "s", (), p50=None, p90=None, max=None)
+    cell = Cell(
+        key="iptables-kindnet",
+        directory=tmp_path,
+        info=CellInfo(name="iptables-kindnet", proxy_mode="iptables", cni="kindnet"),
+        status="completed",
+        reason="",
+        tests=(
+            replace(_t("suite/test_convergence.py::test_a", "convergence"), measurements=(m1,)),
+            replace(_t("suite/test_convergence.py::test_b", "convergence"), measurements=(m2,)),
+        ),
+    )
+    views = {v.key: v for v in measurements(cell)}
+    assert set(views) == {"test_a:sync_s", "test_b:sync_s"}  # same name in two tests
+    a = views["test_a:sync_s"]
+    assert (a.p50, a.p90, a.max) == (2.5, 4.0, 4.0)
+    b = views["test_b:sync_s"]
+    assert (b.p50, b.p90, b.max) == (None, None, None)
