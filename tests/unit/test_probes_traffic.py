@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from fixtures.observations import ErrorKind, ExecResult, split_host_port
-from fixtures.probes import Vantage, curl_argv, http_get, kubectl_exec_prefix, udp_argv
+from fixtures.probes import Vantage, curl_argv, http_get, kubectl_exec_prefix, pod_vantage, udp_argv
 from fixtures.probes.traffic import (
     classify_exception,
     health_check,
@@ -60,24 +60,32 @@ def test_split_host_port_go_forms() -> None:
 
 def test_curl_argv_fetches_both_paths_on_one_connection() -> None:
     argv = curl_argv("10.96.0.5", 80)
-    assert argv[0] == "curl" and "-v" in argv and "--fail-early" in argv
+    assert argv[0] == "curl"
+    assert "-v" in argv
+    assert "--fail-early" in argv
     assert argv[-2:] == ["http://10.96.0.5:80/hostname", "http://10.96.0.5:80/clientip"]
     assert curl_argv("fd00::5", 80, ["/hostname"])[-1] == "http://[fd00::5]:80/hostname"
 
 
 def test_curl_ok_pairs_backend_and_client_address() -> None:
     r = parse_curl(curl_capture("ok"), target="127.0.0.1:8080")
-    assert r.ok and r.status == 200 and r.reached
+    assert r.ok
+    assert r.status == 200
+    assert r.reached
     assert r.backend == "backend-7d9f8c6b5-x2x4z"
     assert (r.client_ip, r.client_port) == ("127.0.0.1", 54222)
-    assert r.elapsed is not None and r.elapsed < 1
+    assert r.elapsed is not None
+    assert r.elapsed < 1
     v6 = parse_curl(curl_capture("ok_v6"), target="[::1]:8080")
-    assert v6.client_ip == "::1" and v6.backend == "backend-7d9f8c6b5-x2x4z"
+    assert v6.client_ip == "::1"
+    assert v6.backend == "backend-7d9f8c6b5-x2x4z"
 
 
 def test_curl_hostname_only() -> None:
     r = parse_curl(curl_capture("hostname_only"), target="127.0.0.1:8080")
-    assert r.ok and r.backend == "backend-7d9f8c6b5-x2x4z" and r.client_ip is None
+    assert r.ok
+    assert r.backend == "backend-7d9f8c6b5-x2x4z"
+    assert r.client_ip is None
 
 
 @pytest.mark.parametrize(
@@ -95,35 +103,44 @@ def test_curl_hostname_only() -> None:
 )
 def test_curl_failures_are_classified(capture: str, kind: ErrorKind) -> None:
     r = parse_curl(curl_capture(capture), target="127.0.0.1:1")
-    assert not r.ok and r.error_kind is kind
+    assert not r.ok
+    assert r.error_kind is kind
     assert r.reached is False
-    assert r.error and r.elapsed is not None
+    assert r.error
+    assert r.elapsed is not None
     assert kind.value in r.summary()
 
 
 def test_curl_refusal_is_prompt_and_timeout_is_not() -> None:
     refused = parse_curl(curl_capture("refused_reject"), target="x")
     timeout = parse_curl(curl_capture("connect_timeout"), target="x")
-    assert refused.elapsed is not None and refused.elapsed < 0.1
-    assert timeout.elapsed is not None and timeout.elapsed >= 1
+    assert refused.elapsed is not None
+    assert refused.elapsed < 0.1
+    assert timeout.elapsed is not None
+    assert timeout.elapsed >= 1
 
 
 def test_curl_http_status() -> None:
     r = parse_curl(curl_capture("status_503"), target="x")
-    assert not r.ok and r.status == 503 and r.error_kind is ErrorKind.HTTP_STATUS
+    assert not r.ok
+    assert r.status == 503
+    assert r.error_kind is ErrorKind.HTTP_STATUS
     assert r.reached is True
 
 
 def test_curl_missing_tool_is_exec_error_not_a_verdict() -> None:
     r = parse_curl(ExecResult(("curl",), 127, "", "sh: curl: not found"), target="x")
-    assert r.error_kind is ErrorKind.EXEC and r.reached is None
+    assert r.error_kind is ErrorKind.EXEC
+    assert r.reached is None
 
 
 def test_curl_without_connection_reuse_is_unknown() -> None:
     res = curl_capture("ok")
     stdout = res.stdout.replace("conns=0", "conns=1")
     r = parse_curl(ExecResult(res.argv, 0, stdout, ""), target="x")
-    assert not r.ok and r.error_kind is ErrorKind.UNKNOWN and r.backend is None
+    assert not r.ok
+    assert r.error_kind is ErrorKind.UNKNOWN
+    assert r.backend is None
 
 
 def test_http_get_runner_passes_timeout_and_reproduce_command() -> None:
@@ -139,22 +156,29 @@ def test_http_get_runner_passes_timeout_and_reproduce_command() -> None:
         reproduce_prefix=kubectl_exec_prefix("/k/cfg", "ns", "client-w1"),
     )
     r = http_get(v, "127.0.0.1", 8080)
-    assert r.ok and r.where == "pod ns/client-w1 on w1"
+    assert r.ok
+    assert r.where == "pod ns/client-w1 on w1"
     assert r.command.startswith("kubectl --kubeconfig /k/cfg -n ns exec client-w1 -- curl ")
-    assert seen and seen[0] > 10
+    assert seen
+    assert seen[0] > 10
 
 
 def test_udp_argv_is_a_timed_nc() -> None:
     argv = udp_argv("10.96.0.5", 81, "clientip", wait=1)
-    assert argv[:2] == ["sh", "-c"] and argv[3:] == ["clientip", "10.96.0.5", "81", "1"]
+    assert argv[:2] == ["sh", "-c"]
+    assert argv[3:] == ["clientip", "10.96.0.5", "81", "1"]
     assert "nc -u" in argv[2]
 
 
 def test_udp_replies() -> None:
     h = parse_udp(nc_capture("hostname_ok"), target="x", command="hostname", wait=1)
-    assert h.ok and h.backend == "backend-7d9f8c6b5-x2x4z" and h.reached
+    assert h.ok
+    assert h.backend == "backend-7d9f8c6b5-x2x4z"
+    assert h.reached
     c = parse_udp(nc_capture("clientip_ok"), target="x", command="clientip", wait=1)
-    assert c.ok and c.client_ip == "127.0.0.1" and c.client_port == 49724
+    assert c.ok
+    assert c.client_ip == "127.0.0.1"
+    assert c.client_port == 49724
 
 
 @pytest.mark.parametrize(
@@ -167,7 +191,9 @@ def test_udp_replies() -> None:
 )
 def test_udp_failures(capture: str, kind: ErrorKind) -> None:
     r = parse_udp(nc_capture(capture), target="x", wait=1)
-    assert not r.ok and r.error_kind is kind and r.reached is False
+    assert not r.ok
+    assert r.error_kind is kind
+    assert r.reached is False
 
 
 def test_udp_exec_failure() -> None:
@@ -175,23 +201,21 @@ def test_udp_exec_failure() -> None:
         return ExecResult(tuple(argv), 127, "", "sh: nc: not found")
 
     r = udp_exchange(fake, "10.0.0.1", 81)
-    assert r.error_kind is ErrorKind.EXEC and r.reached is None
+    assert r.error_kind is ErrorKind.EXEC
+    assert r.reached is None
 
 
 def test_health_check_bodies() -> None:
-    ok = parse_health_check(
-        200, (DATA / "healthcheck" / "healthcheck-200.json").read_text(), target="x"
-    )
+    ok = parse_health_check(200, (DATA / "healthcheck" / "healthcheck-200.json").read_text(), target="x")
     assert (ok.local_endpoints, ok.service_name, ok.service_namespace, ok.proxy_healthy) == (
         2,
         "web",
         "svcc-etp-r1-ab12",
         True,
     )
-    no = parse_health_check(
-        503, (DATA / "healthcheck" / "healthcheck-503.json").read_text(), target="x"
-    )
-    assert no.status == 503 and no.local_endpoints == 0
+    no = parse_health_check(503, (DATA / "healthcheck" / "healthcheck-503.json").read_text(), target="x")
+    assert no.status == 503
+    assert no.local_endpoints == 0
     junk = parse_health_check(200, "<html>", target="x")
     assert junk.error == "body is not JSON"
 
@@ -252,13 +276,17 @@ def _free_port() -> int:
 
 def test_http_from_host_pairs_backend_and_source(agnhostish: int) -> None:
     r = http_from_host("127.0.0.1", agnhostish)
-    assert r.ok and r.backend == "backend-1" and r.client_ip == "127.0.0.1"
-    assert r.where == "host" and "curl" in r.command
+    assert r.ok
+    assert r.backend == "backend-1"
+    assert r.client_ip == "127.0.0.1"
+    assert r.where == "host"
+    assert "curl" in r.command
 
 
 def test_http_from_host_refused() -> None:
     r = http_from_host("127.0.0.1", _free_port(), connect_timeout=1)
-    assert not r.ok and r.error_kind is ErrorKind.REFUSED
+    assert not r.ok
+    assert r.error_kind is ErrorKind.REFUSED
 
 
 @pytest.fixture
@@ -306,11 +334,57 @@ def test_http_from_host_reset_and_empty_reply() -> None:
 def test_tcp_connect(agnhostish: int) -> None:
     assert tcp_connect("127.0.0.1", agnhostish).ok
     closed = tcp_connect("127.0.0.1", _free_port())
-    assert not closed.ok and closed.error_kind is ErrorKind.REFUSED and closed.reached is False
+    assert not closed.ok
+    assert closed.error_kind is ErrorKind.REFUSED
+    assert closed.reached is False
 
 
 def test_health_check_live(agnhostish: int) -> None:
     hc = health_check("127.0.0.1", agnhostish)
-    assert hc.status == 503 and hc.local_endpoints == 0
+    assert hc.status == 503
+    assert hc.local_endpoints == 0
     dead = health_check("127.0.0.1", _free_port())
-    assert dead.status is None and dead.error_kind is ErrorKind.REFUSED
+    assert dead.status is None
+    assert dead.error_kind is ErrorKind.REFUSED
+
+
+class _FakeKube:
+    kubeconfig = Path("/tmp/kubeconfig")
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, tuple[str, ...], str | None, float]] = []
+
+    def exec(
+        self,
+        namespace: str,
+        pod: str,
+        argv: Sequence[str],
+        *,
+        container: str | None = None,
+        timeout: float = 60,
+    ) -> ExecResult:
+        self.calls.append((namespace, pod, tuple(argv), container, timeout))
+        return curl_capture("ok")
+
+
+def test_pod_vantage_execs_through_kube_and_reproduces_with_kubectl() -> None:
+    kube = _FakeKube()
+    v = pod_vantage(kube, "ns", "client-w1", node="w1")
+    r = http_get(v, "10.96.0.5", 80)
+    assert r.ok
+    assert r.where == "pod ns/client-w1 on w1"
+    assert kube.calls[0][:2] == ("ns", "client-w1")
+    assert r.command.startswith("kubectl --kubeconfig /tmp/kubeconfig -n ns exec client-w1 -- curl -sS -v")
+
+
+@pytest.mark.parametrize(
+    ("rc", "stderr", "kind"),
+    [
+        (255, "svcconform: exec failed: 404 Not Found: pods client-x not found", ErrorKind.EXEC),
+        (124, "svcconform: timed out after 15s", ErrorKind.EXEC),
+    ],
+)
+def test_exec_layer_failures_are_unknown_not_blocked(rc: int, stderr: str, kind: ErrorKind) -> None:
+    r = parse_curl(ExecResult(("curl",), rc, "", stderr), target="x")
+    assert r.error_kind is kind
+    assert r.reached is None
