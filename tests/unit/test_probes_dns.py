@@ -35,12 +35,16 @@ def test_dig_argv_is_one_bounded_try_without_search_by_default() -> None:
 
 def test_a_record_answer() -> None:
     ans = parse_dig(dig_out("a_clusterip"), name="web.ns1.svc.cluster.local", rtype="A")
-    assert ans.status == "NOERROR" and ans.ok and ans.answered
+    assert ans.status == "NOERROR"
+    assert ans.ok
+    assert ans.answered
     assert ans.addresses == {"10.96.12.34"}
     assert ans.server == "127.0.0.1#5353"
     assert ans.question == "web.ns1.svc.cluster.local"
-    assert "aa" in ans.flags and "qr" in ans.flags
-    assert ans.answers[0].ttl == 0 and ans.answers[0].name == "web.ns1.svc.cluster.local"
+    assert "aa" in ans.flags
+    assert "qr" in ans.flags
+    assert ans.answers[0].ttl == 0
+    assert ans.answers[0].name == "web.ns1.svc.cluster.local"
 
 
 def test_aaaa_answer_normalises_addresses() -> None:
@@ -84,13 +88,17 @@ def test_cname_chain() -> None:
 )
 def test_error_rcodes_are_answers_without_records(capture: str, status: str) -> None:
     ans = parse_dig(dig_out(capture), name="x", rtype="A")
-    assert ans.status == status and ans.answered and not ans.ok
-    assert ans.answers == () and ans.error is None
+    assert ans.status == status
+    assert ans.answered
+    assert not ans.ok
+    assert ans.answers == ()
+    assert ans.error is None
 
 
 def test_nodata_is_noerror_with_no_records() -> None:
     ans = parse_dig(dig_out("nodata"), name="web.ns1.svc.cluster.local", rtype="AAAA")
-    assert ans.ok and ans.answers == ()
+    assert ans.ok
+    assert ans.answers == ()
 
 
 @pytest.mark.parametrize(
@@ -102,19 +110,23 @@ def test_nodata_is_noerror_with_no_records() -> None:
 )
 def test_no_answer_at_all(capture: str, reason: str) -> None:
     ans = parse_dig(dig_out(capture), name="web", rtype="A")
-    assert ans.status is None and not ans.answered
-    assert ans.error is not None and reason in ans.error
+    assert ans.status is None
+    assert not ans.answered
+    assert ans.error is not None
+    assert reason in ans.error
     assert ans.timed_out == (reason == "timed out")
     assert "no answer" in ans.summary()
 
 
 def test_search_expansion_shows_in_question() -> None:
     short = parse_dig(dig_out("search_short"), name="web", rtype="A")
-    assert short.question == "web.ns1.svc.cluster.local" and short.addresses == {"10.96.12.34"}
+    assert short.question == "web.ns1.svc.cluster.local"
+    assert short.addresses == {"10.96.12.34"}
     other = parse_dig(dig_out("search_other_ns"), name="web.ns2", rtype="A")
     assert other.question == "web.ns2.svc.cluster.local"
     exhausted = parse_dig(dig_out("search_nxdomain"), name="nope", rtype="A")
-    assert exhausted.question == "nope" and exhausted.status == "REFUSED"
+    assert exhausted.question == "nope"
+    assert exhausted.status == "REFUSED"
 
 
 def test_dig_runner_uses_executor_and_reports_exec_failure() -> None:
@@ -126,14 +138,18 @@ def test_dig_runner_uses_executor_and_reports_exec_failure() -> None:
 
     v = Vantage(fake, where="pod ns/client-a on a")
     ans = dig(v, "web.ns1.svc.cluster.local")
-    assert ans.addresses == {"10.96.12.34"} and ans.where == "pod ns/client-a on a"
-    assert calls[0][0][0] == "dig" and calls[0][1] > 2
+    assert ans.addresses == {"10.96.12.34"}
+    assert ans.where == "pod ns/client-a on a"
+    assert calls[0][0][0] == "dig"
+    assert calls[0][1] > 2
 
     def missing(argv: Sequence[str], timeout: float) -> ExecResult:
         return ExecResult(("dig",), 127, "", "sh: dig: not found")
 
     ans = dig(missing, "web")
-    assert ans.status is None and ans.error is not None and "not found" in ans.error
+    assert ans.status is None
+    assert ans.error is not None
+    assert "not found" in ans.error
 
 
 def getent_result(name: str, rc: int = 0) -> ExecResult:
@@ -142,7 +158,8 @@ def getent_result(name: str, rc: int = 0) -> ExecResult:
 
 def test_getent_hosts_short_name_through_search_path() -> None:
     h = parse_getent(getent_result("hosts_short"), name="web", database="hosts")
-    assert h.found and h.addresses == ("10.96.12.34",)
+    assert h.found
+    assert h.addresses == ("10.96.12.34",)
     assert h.canonical_name == "web.ns1.svc.cluster.local"
 
 
@@ -162,7 +179,9 @@ def test_getent_cname_aliases() -> None:
 
 def test_getent_not_found_is_exit_2() -> None:
     h = parse_getent(getent_result("hosts_missing", rc=2), name="nope", database="hosts")
-    assert not h.found and h.returncode == 2 and h.error is None
+    assert not h.found
+    assert h.returncode == 2
+    assert h.error is None
 
 
 def test_getent_runner_and_bad_database() -> None:
@@ -190,7 +209,8 @@ def test_resolv_conf_rules() -> None:
     )
     rc = parse_resolv_conf(text)
     assert rc.nameservers == ("10.96.0.10", "10.96.0.11")
-    assert rc.search[-1] == "lan" and len(rc.search) == 4  # the last search/domain line wins
+    assert rc.search[-1] == "lan"
+    assert len(rc.search) == 4
     assert rc.options == {"ndots": "5", "rotate": None, "timeout": "1", "attempts": "2"}
     assert parse_resolv_conf("nameserver 1.1.1.1\n").ndots == 1
     assert parse_resolv_conf("options ndots:30\n").ndots == 15
@@ -200,5 +220,5 @@ def test_resolv_conf_runner_raises_probe_error_when_unreadable() -> None:
     def fake(argv: Sequence[str], timeout: float) -> ExecResult:
         return ExecResult(("cat",), 1, "", "cat: /etc/resolv.conf: No such file")
 
-    with pytest.raises(ProbeError, match="resolv.conf"):
+    with pytest.raises(ProbeError, match=r"resolv\.conf"):
         resolv_conf(fake)

@@ -37,7 +37,9 @@ DATA = Path(__file__).parent / "data"
 def test_env_values_keep_their_equals_signs() -> None:
     env = parse_env("A=1\nWEB_PORT=tcp://10.96.0.5:80\nQ=a=b==c\nEMPTY=\n")
     assert env.variables == {"A": "1", "WEB_PORT": "tcp://10.96.0.5:80", "Q": "a=b==c", "EMPTY": ""}
-    assert "A" in env and env["Q"] == "a=b==c" and env.get("nope") is None
+    assert "A" in env
+    assert env["Q"] == "a=b==c"
+    assert env.get("nope") is None
     assert env.with_prefix("WEB_") == {"WEB_PORT": "tcp://10.96.0.5:80"}
 
 
@@ -85,25 +87,35 @@ def prom(name: str) -> str:
 def test_kube_proxy_histograms() -> None:
     m = parse_metrics(prom("before"))
     sync = m.histogram(SYNC_PROXY_RULES, ip_family="IPv4")
-    assert sync is not None and sync.count == 6 and sync.sum == pytest.approx(0.2574)
-    assert sync.buckets[0] == (0.001, 0.0) and sync.buckets[-1][0] == float("inf")
+    assert sync is not None
+    assert sync.count == 6
+    assert sync.sum == pytest.approx(0.2574)
+    assert sync.buckets[0] == (0.001, 0.0)
+    assert sync.buckets[-1][0] == float("inf")
     assert len(sync.buckets) == 16  # 15 exponential buckets + Inf
     assert sync.quantile(0.5) == 0.016  # 2 of 6 observations are <= 8 ms, 4 <= 16 ms
     prog = m.histogram(NETWORK_PROGRAMMING)
-    assert prog is not None and prog.count == 4 and prog.quantile(1.0) == 3.0
+    assert prog is not None
+    assert prog.count == 4
+    assert prog.quantile(1.0) == 3.0
     assert m.value("kubeproxy_sync_proxy_rules_endpoint_changes_total") == 0
 
 
 def test_histogram_delta_between_scrapes() -> None:
     before, after = parse_metrics(prom("before")), parse_metrics(prom("after"))
     d = histogram_delta(before, after, SYNC_PROXY_RULES, ip_family="IPv4")
-    assert d is not None and d.count == 2 and d.sum == pytest.approx(0.0583)
+    assert d is not None
+    assert d.count == 2
+    assert d.sum == pytest.approx(0.0583)
     p = histogram_delta(before, after, NETWORK_PROGRAMMING)
-    assert p is not None and p.count == 1 and p.quantile(0.5) == 0.5
+    assert p is not None
+    assert p.count == 1
+    assert p.quantile(0.5) == 0.5
     assert summarize(p)["p50"] == 0.5
     # a restarted kube-proxy (counters went down): the later scrape is the answer
     back = histogram_delta(after, before, SYNC_PROXY_RULES)
-    assert back is not None and back.count == 6
+    assert back is not None
+    assert back.count == 6
     assert histogram_delta(before, after, "kubeproxy_nope") is None
     assert summarize(None)["count"] == 0
 
@@ -127,15 +139,19 @@ def test_scrape_runner() -> None:
 
 def test_loop_output_parses_to_a_timeline() -> None:
     tl = parse_loop((DATA / "loop_ok.out").read_text(), target="127.0.0.1:8080")
-    assert not tl.truncated and tl.started is not None and tl.finished is not None
-    assert len(tl.samples) >= 15 and all(s.ok for s in tl.samples)
+    assert not tl.truncated
+    assert tl.started is not None
+    assert tl.finished is not None
+    assert len(tl.samples) >= 15
+    assert all(s.ok for s in tl.samples)
     assert tl.backends == {"backend-7d9f8c6b5-x2x4z"}
     assert tl.max_gap <= 0.1
 
 
 def test_loop_timeouts_keep_resolution_under_100ms() -> None:
     tl = parse_loop((DATA / "loop_timeout.out").read_text(), target="x")
-    assert tl.samples and not any(s.ok for s in tl.samples)
+    assert tl.samples
+    assert not any(s.ok for s in tl.samples)
     assert {s.error_kind for s in tl.samples} == {ErrorKind.TIMEOUT}
     assert tl.max_gap <= 0.1
 
@@ -156,19 +172,24 @@ def test_timeline_transitions() -> None:
     tl = parse_loop(text, target="x")
     assert tl.backends == {"a", "b"}
     settled = tl.settled_after(False)
-    assert settled is not None and settled.t == pytest.approx(1.2)
+    assert settled is not None
+    assert settled.t == pytest.approx(1.2)
     first_fail = tl.first(ok=False)
-    assert first_fail is not None and first_fail.error_kind is ErrorKind.REFUSED
+    assert first_fail is not None
+    assert first_fail.error_kind is ErrorKind.REFUSED
     gone_b = tl.settled_without("b")
-    assert gone_b is not None and gone_b.t == pytest.approx(1.1)
+    assert gone_b is not None
+    assert gone_b.t == pytest.approx(1.1)
     last_a = tl.last(backend="a")
-    assert last_a is not None and last_a.t == pytest.approx(1.15)
+    assert last_a is not None
+    assert last_a.t == pytest.approx(1.15)
     assert tl.settled_after(True) is None
 
 
 def test_truncated_loop_output_is_flagged() -> None:
     tl = parse_loop("__svcc_loop__ start=5\ns 5 0 a\n", target="x")
-    assert tl.truncated and len(tl.samples) == 1
+    assert tl.truncated
+    assert len(tl.samples) == 1
 
 
 def test_sample_loop_reports_a_loop_that_did_not_run() -> None:
@@ -217,8 +238,10 @@ def test_the_real_loop_sees_a_backend_go_away(backend: socketserver.TCPServer) -
 
     tl = sample_loop(local, "127.0.0.1", int(port), duration=1.2)
     assert loop_argv("127.0.0.1", 1, duration=1)[:2] == ["sh", "-c"]
-    assert tl.samples[0].ok and tl.samples[0].backend == "backend-1"
+    assert tl.samples[0].ok
+    assert tl.samples[0].backend == "backend-1"
     gone = tl.settled_after(False)
-    assert gone is not None and tl.started is not None
+    assert gone is not None
+    assert tl.started is not None
     assert 0.3 < gone.t - tl.started < 1.0
     assert tl.max_gap <= 0.15

@@ -18,10 +18,14 @@ import requests
 from fixtures.observations import ErrorKind, ExecResult, split_host_port
 from fixtures.probes import Vantage, curl_argv, http_get, kubectl_exec_prefix, pod_vantage, udp_argv
 from fixtures.probes.traffic import (
+    AGNHOST_DIAL_TRY_S,
     classify_exception,
+    dial_argv,
+    dial_from,
     health_check,
     http_from_host,
     parse_curl,
+    parse_dial,
     parse_health_check,
     parse_udp,
     tcp_connect,
@@ -388,3 +392,76 @@ def test_exec_layer_failures_are_unknown_not_blocked(rc: int, stderr: str, kind:
     r = parse_curl(ExecResult(("curl",), rc, "", stderr), target="x")
     assert r.error_kind is kind
     assert r.reached is None
+
+
+# --------------------------------------------------------------------------- agnhost /dial
+
+
+def dial_body(name: str) -> str:
+    return (DATA / "agnhost-dial" / f"{name}.json").read_text()
+
+
+def curl_ok_with(body: str) -> ExecResult:
+    """A curl run whose single transfer returned ``body`` (write-out line as curl prints it)."""
+    mark = (
+        "\n__svcc_curl__ exit=0 code=200 conns=1 connect=0.000200 total=0.004000 remote=10.244.1.5 "
+        "rport=8080 local=10.244.2.9 lport=40000 url=http://10.244.1.5:8080/dial?host=x\n"
+    )
+    return ExecResult(("curl",), 0, body + mark, "")
+
+
+def test_dial_argv_asks_the_backend_to_dial() -> None:
+    argv = dial_argv("10.244.1.5", 8080, "10.96.0.5", 80, request="clientip", protocol="udp", tries=3)
+    url = argv[-1]
+    assert url.startswith("http://10.244.1.5:8080/dial?")
+    assert "host=10.96.0.5" in url
+    assert "port=80" in url
+    assert "request=clientip" in url
+    assert "protocol=udp" in url
+    assert "tries=3" in url
+    assert float(argv[argv.index("--max-time") + 1]) > 15  # 3 tries x agnhost's 5 s each
+
+
+def test_dial_responses() -> None:
+    r = parse_dial(curl_ok_with(dial_body("dial_http_ok")), via="10.244.1.5:8080", target="10.96.0.5:80")
+    assert r.ok
+    assert r.reached is True
+    assert r.responses == ("backend-1", "backend-1")
+    assert "backend-1" in r.summary()
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [
+        ("dial_http_refused", ErrorKind.REFUSED),
+        ("dial_http_timeout", ErrorKind.TIMEOUT),
+        ("dial_udp_refused", ErrorKind.REFUSED),
+        ("dial_udp_timeout", ErrorKind.TIMEOUT),
+    ],
+)
+def test_dial_errors_are_classified_from_gos_messages(name: str, kind: ErrorKind) -> None:
+    r = parse_dial(curl_ok_with(dial_body(name)), via="v", target="t")
+    assert not r.ok
+    assert r.error_kind is kind
+    assert r.reached is False
+    assert r.error is None
+
+
+def test_dial_via_an_unreachable_pod_is_unknown() -> None:
+    r = parse_dial(curl_capture("refused"), via="10.244.1.5:8080", target="t")
+    assert r.reached is None
+    assert r.error is not None
+    assert "cannot reach agnhost" in r.error
+    garbage = parse_dial(curl_ok_with("404 page not found"), via="v", target="t")
+    assert garbage.reached is None
+
+
+def test_dial_from_runner() -> None:
+    def fake(argv: Sequence[str], timeout: float) -> ExecResult:
+        assert timeout > AGNHOST_DIAL_TRY_S
+        return curl_ok_with(dial_body("dial_http_ok"))
+
+    r = dial_from(Vantage(fake, where="pod ns/client-w1"), "10.244.1.5", 8080, "10.96.0.5", 80)
+    assert r.via == "10.244.1.5:8080"
+    assert r.target == "10.96.0.5:80"
+    assert r.where == "pod ns/client-w1"
