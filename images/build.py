@@ -35,6 +35,7 @@ KUBE_COMMANDS = (
 DEBIAN_MIRROR = os.environ.get("SVCCONFORM_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 BASE_IMAGE = f"svcconform/debian-base:{versions.DEBIAN_SUITE}"
 NODE_BASE_IMAGE = "svcconform/kind-node-base:1"
+OFFICIAL_DEBIAN_IMAGE = f"debian:{versions.DEBIAN_SUITE}-slim"
 
 # Packages of the node image: systemd as PID 1, the container runtime, CNI plugins and
 # the userland kubelet, kubeadm and kube-proxy call on a node (rule dumps included).
@@ -533,6 +534,32 @@ ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]
         self.node_image(preload, MANIFESTS / "kindnet.yaml")
 
 
+    def official(self) -> None:
+        """A machine with registry access: official node/agnhost images, only our client built."""
+        k = versions.KUBERNETES
+        kubectl = self.go_build(GoBuild(
+            "kubectl", k, ("k8s.io/kubernetes/cmd/kubectl",), ("kubectl",),
+            go_mod=lambda b: kube_wrapper_go_mod(b.upstream_go_mod("k8s.io/kubernetes", k), k),
+            ldflags=kube_ldflags(k)))
+        self.tools(kubectl)
+        client = next(d for d in image_defs() if d.name == "client")
+        client = ImageDef(client.name, client.tag, (), base=OFFICIAL_DEBIAN_IMAGE,
+                          packages=client.packages, cmd=client.cmd)
+        run(["docker", "pull", "-q", OFFICIAL_DEBIAN_IMAGE], timeout=900)
+        self.docker_build("image-client-official", client.tag, client.dockerfile(), {})
+
+
+def pull(image: str, timeout: float = 900) -> bool:
+    """True when ``image`` is local or could be pulled (i.e. a registry is reachable)."""
+    if subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode == 0:
+        return True
+    try:
+        return subprocess.run(["docker", "pull", "-q", image], capture_output=True,
+                              timeout=timeout).returncode == 0
+    except subprocess.TimeoutExpired:
+        return False
+
+
 def file_digest(p: Path) -> str:
     if p.is_dir():
         return tree_hash(p)
@@ -543,9 +570,33 @@ def file_digest(p: Path) -> str:
     return h.hexdigest()[:16]
 
 
+def choose_mode(mode: str, local: set[str], can_pull: Callable[[str], bool]) -> str:
+    """``airgapped`` or ``official`` for ``ensure``: the air-gapped path is a fallback.
+
+    ``auto`` keeps an air-gapped node image already built here (refreshing it is cached
+    and fast), else uses the official images when the registry answers, else builds.
+    """
+    if mode in ("airgapped", "official"):
+        return mode
+    if mode != "auto":
+        raise BuildError(f"SVCCONFORM_IMAGES={mode!r} is not one of auto, airgapped, official")
+    if catalog.AIRGAPPED_NODE_IMAGE in local:
+        return "airgapped"
+    if can_pull(versions.OFFICIAL_NODE_IMAGE):
+        return "official"
+    return "airgapped"
+
+
 def main_build(cni: str, force: bool = False) -> int:
     b = Builder(force=force)
     try:
+        mode = choose_mode(os.environ.get("SVCCONFORM_IMAGES", "auto"),
+                           catalog.local_docker_images(), pull)
+        log(f"mode: {mode}")
+        if mode == "official":
+            b.official()
+            log(f"official images in use ({versions.OFFICIAL_NODE_IMAGE}); nothing else to build")
+            return 0
         b.airgapped(cni)
     except BuildError as exc:
         print(f"images: build failed: {exc}", file=sys.stderr)

@@ -188,3 +188,14 @@ def test_wrapper_passes_other_commands_through_untouched(tmp_path: Path):
     p = _run_wrapper(tmp_path, ["state", "cid"])
     assert p.returncode == 0, p.stderr
     assert (tmp_path / "argv").read_text().split() == ["state", "cid"]
+
+
+def test_ensure_mode_is_a_fallback_not_a_fork():
+    never = lambda image: False  # noqa: E731
+    always = lambda image: True  # noqa: E731
+    assert build.choose_mode("auto", {catalog.AIRGAPPED_NODE_IMAGE}, always) == "airgapped"
+    assert build.choose_mode("auto", set(), always) == "official"
+    assert build.choose_mode("auto", set(), never) == "airgapped"
+    assert build.choose_mode("official", set(), never) == "official"
+    with pytest.raises(build.BuildError):
+        build.choose_mode("sometimes", set(), never)
