@@ -110,8 +110,12 @@ footer { margin-top: 40px; color: var(--muted); font-size: 12px; }
 
 
 def anchor(*parts: str) -> str:
-    """An HTML id from ``parts``: lowercase letters, digits and ``-`` only."""
-    return "-".join(re.sub(r"[^a-z0-9]+", "-", p.lower()).strip("-") for p in parts)
+    """An HTML id from ``parts``: lowercase letters, digits and ``-``; parts joined by ``--``.
+
+    A cleaned part never contains ``--``, so ``("cell", "a-dns")`` and ``("cell", "a", "dns")``
+    cannot collide.
+    """
+    return "--".join(re.sub(r"[^a-z0-9]+", "-", p.lower()).strip("-") for p in parts)
 
 
 def fmt_seconds(value: float | None) -> str:

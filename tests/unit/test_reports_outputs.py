@@ -120,7 +120,7 @@ def test_html_profiles_and_cell_sections() -> None:
 
 def test_html_facts_of_a_cell() -> None:
     page = _render()
-    section = page[page.index('id="cell-nftables-kindnet"') :]
+    section = page[page.index('id="cell--nftables-kindnet"') :]
     section = section[: section.index("</section>")]
     for fact in ("v1.34.4", "nftables", "kindnet", "6.18.0", "svcconform/node:v1.34.4", "1m 11s", "424242"):
         assert fact in section
@@ -419,3 +419,10 @@ def test_vendor_file_errors_are_one_line(tmp_path: Path) -> None:
     with pytest.raises(ReportError, match=r"invalid YAML at line \d+ column \d+") as err:
         load_vendor(bad)
     assert "\n" not in str(err.value)
+
+
+def test_anchors_cannot_collide() -> None:
+    from reports.html import anchor
+
+    assert anchor("cell", "a-dns") != anchor("cell", "a", "dns")
+    assert anchor("t", "iptables_kindnet ipv6", "3") == "t--iptables-kindnet-ipv6--3"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -287,3 +288,10 @@ def test_measurements_use_recorded_percentiles_and_fill_gaps(tmp_path: Path) -> 
     assert (a.p50, a.p90, a.max) == (2.5, 4.0, 4.0)
     b = views["test_b:sync_s"]
     assert (b.p50, b.p90, b.max) == (None, None, None)
+
+
+def test_the_readme_documents_every_rule() -> None:
+    readme = (Path(__file__).parents[2] / "reports" / "README.md").read_text()
+    documented = re.findall(r"^\| `([a-z-]+)` \| (Core|Extended) \|", readme, re.M)
+    expected = [("extended-id", "Extended")] + [(r.name, r.profile.capitalize()) for r in profiles.RULES]
+    assert documented == expected
