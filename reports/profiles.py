@@ -9,7 +9,8 @@ In the spirit of Gateway API conformance profiles, every test is classified as
 * **Extended** — optional features and service-level expectations a conformant
   implementation may lack: session-affinity *timeouts*, ``healthCheckNodePort``,
   ``internalTrafficPolicy``, traffic distribution / topology, SCTP, external IPs, data-plane
-  convergence ceilings (``convergence``) and the property-based checks (``properties``).
+  convergence ceilings (``convergence``) and the property-based checks (``properties``);
+  also NodePorts on ``127.0.0.1``, which nftables mode deliberately does not serve.
 
 Classification is decided per test by :data:`RULES`, first match wins:
 
@@ -96,6 +97,14 @@ RULES: tuple[Rule, ...] = (
         EXTENDED,
         "healthCheckNodePort is served by kube-proxy; replacements may not",
         keywords=("health_check_node_port", "healthchecknodeport", "hcnp"),
+    ),
+    Rule(
+        "nodeport-localhost",
+        EXTENDED,
+        "NodePorts on 127.0.0.1 are an iptables-mode extra (route_localnet); nftables mode "
+        "deliberately does not serve them",
+        keywords=("localhost", "loopback", "127_0_0_1"),
+        families=("nodeport",),
     ),
     Rule(
         "internal-traffic-policy",

@@ -117,6 +117,13 @@ SAMPLES = Path(__file__).parent / "data" / "results"
             "properties-family",
         ),
         ("suite/test_other.py::test_something", "unclassified", EXTENDED, "unknown-family"),
+        (
+            "suite/test_nodeport.py::test_nodeport_reachable_on_localhost",
+            "nodeport",
+            EXTENDED,
+            "nodeport-localhost",
+        ),
+        ("suite/test_dns.py::test_localhost_is_not_a_service", "dns", CORE, "core-family"),
         # the file name is not part of the match: only the test's own name is
         ("suite/test_external_ips.py::test_plain_clusterip", "clusterip", CORE, "core-family"),
     ],
