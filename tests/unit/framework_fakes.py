@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 from fixtures.kube import PodInfo, pod_info
@@ -185,6 +185,30 @@ def node(name: str, ip: str, *, control_plane: bool = False, ready: bool = True,
     }
 
 
+def daemonset(name: str, namespace: str = "kube-system", args: list[str] | None = None,
+              labels: dict[str, str] | None = None) -> dict[str, Any]:
+    return {
+        "kind": "DaemonSet",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels or {}},
+        "spec": {"template": {"spec": {"containers": [
+            {"name": name, "command": ["/usr/local/bin/kube-proxy"], "args": args or []}]}}},
+    }
+
+
+def proxy_configmap(mode: str) -> dict[str, Any]:
+    return {"kind": "ConfigMap", "data": {"config.conf": f"apiVersion: kubeproxy.config.k8s.io/v1alpha1\n"
+                                                         f"kind: KubeProxyConfiguration\nmode: \"{mode}\"\n"}}
+
+
+def existing_cluster(api: FakeApiServer, mode: str = "nftables") -> None:
+    api.collections["/apis/apps/v1/namespaces/kube-system/daemonsets"] = [
+        daemonset("kube-proxy", labels={"k8s-app": "kube-proxy"}), daemonset("kindnet")]
+    api.collections["/apis/apps/v1/namespaces/kube-flannel/daemonsets"] = []
+    api.collections["/apis/apps/v1/namespaces/calico-system/daemonsets"] = []
+    api.objects["/api/v1/namespaces/kube-system/configmaps/kube-proxy"] = proxy_configmap(mode)
+    api.collections["/api/v1/nodes"] = [node("cp", "172.18.0.2", control_plane=True), node("w1", "172.18.0.3")]
+
+
 @dataclass
 class FakeKube:
     """In-memory ``Kube`` for fixtures and diagnostics tests."""
@@ -236,12 +260,12 @@ class FakeProvider(Provider):
 
     name = "kind"
     supports_node_exec = True
-    events: ClassVar[list[str]] = []  # class-level: a test reads it after pytester's run
 
     def __init__(self, spec: ClusterSpec, *, unsupported: str | None = None,
                  prepare_error: str | None = None, up_error: str | None = None,
                  kube: FakeKube | None = None) -> None:
         super().__init__(spec)
+        self.events: list[str] = []
         self.unsupported = unsupported
         self.prepare_error = prepare_error
         self.up_error = up_error

@@ -46,7 +46,8 @@ def test_defaults_are_the_iptables_kindnet_cell_with_three_nodes_on_kind() -> No
 @pytest.mark.parametrize(
     ("given", "option", "listed"),
     [
-        ({"proxy_mode": "userspace"}, "--proxy-mode", "iptables, nftables, ipvs"),
+        ({"proxy_mode": "userspace"}, "--proxy-mode", "iptables, nftables, ipvs, none"),
+        ({"proxy_mode": "none"}, "--proxy-mode", "cilium"),
         ({"cni": "weave"}, "--cni", "kindnet, calico, cilium, flannel"),
         ({"ip_family": "ipv5"}, "--ip-family", "ipv4, ipv6, dual"),
         ({"nodes": "1"}, "--nodes", f"{MIN_NODES}..{MAX_NODES}"),
@@ -65,9 +66,10 @@ def test_unknown_values_are_rejected_naming_the_option_and_the_valid_values(
     assert "\n" not in str(err.value)
 
 
-def test_kind_cells_cannot_ask_for_none_or_unknown_but_existing_clusters_can(tmp_path: Path) -> None:
-    with pytest.raises(InvalidSpec):
+def test_kind_cells_run_without_kube_proxy_only_with_cilium_and_existing_clusters_can(tmp_path: Path) -> None:
+    with pytest.raises(InvalidSpec, match="needs a CNI that replaces it: --cni=cilium, not kindnet"):
         ClusterSpec(proxy_mode="none")
+    assert ClusterSpec(proxy_mode="none", cni="cilium").cluster_name == "svcc-none-cilium"
     with pytest.raises(InvalidSpec):
         ClusterSpec(cni="unknown")
     kubeconfig = tmp_path / "kubeconfig"

@@ -1,0 +1,271 @@
+"""The pytest wiring end to end, in-process with pytester and a fake provider: options,
+markers, results.json/junit.xml, unsupported and error cells, diagnostics, namespaces."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+from framework_fakes import FakeKube, FakeProvider, write_kubeconfig
+
+import fixtures.providers
+from fixtures.results import validate
+from fixtures.spec import FAMILIES, ClusterSpec
+
+pytest_plugins = ["pytester"]
+
+ROOT_CONFTEST = Path(__file__).resolve().parents[2] / "conftest.py"
+NO_KIND_PLUGIN = ("-p", "no:pytest-kind-ng")
+
+SUITE = '''
+import pytest
+
+pytestmark = pytest.mark.clusterip
+
+@pytest.fixture
+def broken():
+    raise RuntimeError("fixture exploded")
+
+def test_reaches_the_service(test_namespace, record_measurement, cluster_facts):
+    ns = test_namespace()
+    assert ns.startswith("svcc-clusterip-")
+    record_measurement("endpoint_add", [0.5, 1.5, 1.0])
+    assert cluster_facts.kubernetes_version == "v1.34.4"
+
+def test_sees_every_backend(test_namespace):
+    test_namespace()
+    assert 2 == 3, "expected 3 backends, saw 2"
+
+@pytest.mark.dns
+def test_dns_family_marker_wins(kube):
+    pytest.skip("no DNS today")
+
+@pytest.mark.xfail(reason="known kube-proxy bug", strict=True)
+def test_known_bug(kube):
+    raise AssertionError("still broken")
+
+def test_setup_error(broken):
+    pass
+
+def test_without_cluster():
+    pass
+'''
+
+
+@pytest.fixture(autouse=True)
+def no_plugin_autoload(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Entry-point plugin loading costs ~0.7s per in-process run; our conftest needs none."""
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+
+
+@pytest.fixture
+def cell(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """A repo-like pytester dir (our conftest, a suite) with the provider faked."""
+    pytester.makeconftest(ROOT_CONFTEST.read_text())
+    suite = pytester.mkdir("suite")
+    (suite / "test_cell.py").write_text(SUITE)
+    made: dict[str, Any] = {"options": {}, "providers": []}
+
+    def make_provider(spec: ClusterSpec, **_: Any) -> FakeProvider:
+        provider = FakeProvider(spec, **made["options"])
+        made["providers"].append(provider)
+        return provider
+
+    monkeypatch.setattr(fixtures.providers, "make_provider", make_provider)
+    return made
+
+
+def results_of(pytester: pytest.Pytester, cell: str = "iptables-kindnet") -> dict[str, Any]:
+    doc = json.loads((pytester.path / "results" / cell / "results.json").read_text())
+    assert validate(doc) == []
+    return doc
+
+
+def by_name(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {t["id"].split("::")[-1]: t for t in doc["tests"]}
+
+
+def test_a_completed_cell(pytester: pytest.Pytester, cell: dict[str, Any]) -> None:
+    result = pytester.runpytest_inprocess(*NO_KIND_PLUGIN, "suite")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    doc = results_of(pytester)
+    assert doc["status"] == "completed"
+    assert doc["cell"]["kubernetes_version"] == "v1.34.4"
+    assert doc["cell"]["images"] == {"node": "svcconform/kind-node:v1.34.4", "airgapped": True}
+    assert doc["timings"]["cluster_create_s"] is not None
+    assert doc["timings"]["suite_s"] is not None
+    tests = by_name(doc)
+    assert {name: t["outcome"] for name, t in tests.items()} == {
+        "test_reaches_the_service": "passed", "test_sees_every_backend": "failed",
+        "test_dns_family_marker_wins": "skipped", "test_known_bug": "skipped",
+        "test_setup_error": "error", "test_without_cluster": "passed",
+    }
+    assert tests["test_dns_family_marker_wins"]["family"] == "dns"
+    assert tests["test_dns_family_marker_wins"]["message"] == "no DNS today"
+    assert tests["test_known_bug"]["message"] == "xfail: known kube-proxy bug"
+    assert tests["test_reaches_the_service"]["family"] == "clusterip"
+    assert tests["test_setup_error"]["message"] == "RuntimeError: fixture exploded"
+    measurement = tests["test_reaches_the_service"]["measurements"]["endpoint_add"]
+    assert (measurement["p50"], measurement["max"], measurement["unit"]) == (1.0, 1.5, "s")
+    failed = tests["test_sees_every_backend"]
+    assert "expected 3 backends, saw 2" in failed["message"]
+    bundle = pytester.path / "results" / "iptables-kindnet" / failed["diagnostics"]
+    assert failed["diagnostics"].startswith("diagnostics/")
+    assert (bundle / "README.txt").exists()
+    assert (bundle / "nodes" / "n-worker" / "iptables-save.txt").exists()
+    assert "svcc-clusterip-" in (bundle / "README.txt").read_text()
+    assert tests["test_reaches_the_service"]["diagnostics"] is None
+    result.stdout.fnmatch_lines(["*diagnostics: *results/iptables-kindnet/diagnostics/*"])
+    result.stdout.fnmatch_lines(["*svcconform: cell iptables-kindnet COMPLETED*"])
+    assert (pytester.path / "results" / "iptables-kindnet" / "junit.xml").exists()
+    provider = cell["providers"][0]
+    assert provider.events == ["prepare", "up", "down"]
+    kube: FakeKube = provider._fake
+    assert set(kube.deleted) == set(kube.namespaces)  # every namespace cleaned up
+    labels = next(iter(kube.namespaces.values()))["labels"]
+    assert labels["app.kubernetes.io/created-by"] == "svcconform"
+    assert labels["svcconform/family"] == "clusterip"
+
+
+def test_an_unsupported_cell_skips_everything_and_creates_nothing(
+    pytester: pytest.Pytester, cell: dict[str, Any]
+) -> None:
+    reason = "kernel lacks ip_vs (CONFIG_IP_VS not set) — kube-proxy ipvs mode cannot run"
+    cell["options"] = {"unsupported": reason}
+    result = pytester.runpytest_inprocess(*NO_KIND_PLUGIN, "suite", "--proxy-mode=ipvs")
+    assert result.ret == pytest.ExitCode.OK
+    doc = results_of(pytester, "ipvs-kindnet")
+    assert doc["status"] == "unsupported"
+    assert doc["reason"] == f"unsupported environment: {reason}"
+    assert {t["outcome"] for t in doc["tests"]} == {"skipped"}
+    assert {t["message"] for t in doc["tests"]} == {f"unsupported environment: {reason}"}
+    assert doc["timings"]["cluster_create_s"] is None
+    assert cell["providers"][0].events == ["prepare"]
+    result.stdout.fnmatch_lines(["*cell ipvs-kindnet UNSUPPORTED: unsupported environment: kernel lacks ip_vs*"])
+
+
+def test_a_cluster_that_cannot_be_made_is_an_error_cell(pytester: pytest.Pytester, cell: dict[str, Any]) -> None:
+    cell["options"] = {"up_error": "kind create cluster svcc-iptables-kindnet failed: ERROR: no node image"}
+    result = pytester.runpytest_inprocess(*NO_KIND_PLUGIN, "suite")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    doc = results_of(pytester)
+    assert doc["status"] == "error"
+    assert doc["reason"] == "kind create cluster svcc-iptables-kindnet failed: ERROR: no node image"
+    tests = by_name(doc)
+    assert tests["test_reaches_the_service"]["outcome"] == "error"
+    assert tests["test_reaches_the_service"]["message"] == doc["reason"]
+    assert tests["test_reaches_the_service"]["diagnostics"] is None
+    assert tests["test_without_cluster"]["outcome"] == "passed"
+    assert cell["providers"][0].events.count("up") == 1  # created once, failure cached
+
+
+def test_keep_cluster_keeps_it(pytester: pytest.Pytester, cell: dict[str, Any]) -> None:
+    pytester.runpytest_inprocess(*NO_KIND_PLUGIN, "suite", "--keep-cluster", "-k", "reaches")
+    assert cell["providers"][0].events == ["prepare", "up", "close"]
+
+
+def test_no_tests_collected_fails_loudly(pytester: pytest.Pytester, cell: dict[str, Any]) -> None:
+    result = pytester.runpytest_inprocess(*NO_KIND_PLUGIN, "suite", "-m", "etp")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    doc = results_of(pytester)
+    assert doc["status"] == "error"
+    assert "no tests were collected" in doc["reason"]
+    result.stdout.fnmatch_lines(["*ERROR*no tests were collected for cell iptables-kindnet*"])
+
+
+def test_collect_only_lists_a_family_and_writes_nothing(pytester: pytest.Pytester, cell: dict[str, Any]) -> None:
+    result = pytester.runpytest_inprocess(*NO_KIND_PLUGIN, "--collect-only", "-q", "-m", "dns", "suite")
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(["suite/test_cell.py::test_dns_family_marker_wins", "*1/6 tests collected*"])
+    assert not (pytester.path / "results").exists()
+    assert cell["providers"][0].events == []
+
+
+def test_runs_outside_suite_write_no_results(pytester: pytest.Pytester, cell: dict[str, Any]) -> None:
+    pytester.makepyfile(test_plain="def test_ok():\n    pass\n")
+    result = pytester.runpytest_inprocess(*NO_KIND_PLUGIN, "test_plain.py")
+    assert result.ret == pytest.ExitCode.OK
+    assert not (pytester.path / "results").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--proxy-mode=userspace"], "ERROR: --proxy-mode: unknown value 'userspace'; valid values: "
+                                     "iptables, nftables, ipvs, none"),
+        (["--cni=weave"], "ERROR: --cni: unknown value 'weave'; valid values: kindnet, calico, cilium, flannel"),
+        (["--ip-family=ipv5"], "ERROR: --ip-family: unknown value 'ipv5'; valid values: ipv4, ipv6, dual"),
+        (["--nodes=1"], "ERROR: --nodes: 1 is out of range; valid values: 2..10*"),
+        (["--kubeconfig=/nonexistent/kc"], "ERROR: --kubeconfig: /nonexistent/kc does not exist*"),
+    ],
+)
+def test_bad_options_are_rejected_up_front(pytester: pytest.Pytester, cell: dict[str, Any],
+                                           args: list[str], message: str) -> None:
+    result = pytester.runpytest_inprocess(*NO_KIND_PLUGIN, "suite", *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([message])
+    assert cell["providers"] == []
+
+
+def test_help_lists_the_option_group(pytester: pytest.Pytester, cell: dict[str, Any]) -> None:
+    result = pytester.runpytest_inprocess(*NO_KIND_PLUGIN, "--help")
+    result.stdout.fnmatch_lines(["svcconform: Kubernetes Service conformance cell:", "*--proxy-mode=MODE*",
+                                 "*--cni=CNI*", "*--kubeconfig=PATH*", "*--keep-cluster*", "*--nodes=N*",
+                                 "*--k8s-version=VERSION*", "*--node-image=IMAGE*", "*--results-dir=DIR*",
+                                 "*--ip-family=FAMILY*"])
+
+
+def test_exactly_the_family_markers_are_registered(pytester: pytest.Pytester, cell: dict[str, Any]) -> None:
+    result = pytester.runpytest_inprocess(*NO_KIND_PLUGIN, "--markers")
+    ours = [line.split(":")[0].removeprefix("@pytest.mark.") for line in result.stdout.lines
+            if line.startswith("@pytest.mark.") and line.split(":")[0].removeprefix("@pytest.mark.") in FAMILIES]
+    assert sorted(ours) == sorted(FAMILIES)
+    import conftest as root_conftest
+
+    assert set(root_conftest.MARKERS) == set(FAMILIES)
+
+
+def test_the_kind_plugin_must_be_off(pytester: pytest.Pytester, cell: dict[str, Any],
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD")
+    result = pytester.runpytest_inprocess("suite")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*-p no:pytest-kind-ng*"])
+
+
+def test_unreachable_kubeconfig_is_one_line_and_creates_nothing(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(ROOT_CONFTEST.read_text())
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    kubeconfig = write_kubeconfig(pytester.path / "kc", f"http://127.0.0.1:{port}")
+    result = pytester.runpytest_inprocess(*NO_KIND_PLUGIN, f"--kubeconfig={kubeconfig}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    errors = [line for line in result.stderr.lines if line.startswith("ERROR:")]
+    assert len(errors) == 1
+    assert errors[0].startswith(f"ERROR: cannot use the cluster in kubeconfig {kubeconfig}: ")
+
+
+def test_existing_cluster_decides_the_cell_and_contradictions_are_refused(pytester: pytest.Pytester) -> None:
+    from framework_fakes import FakeApiServer, existing_cluster
+
+    pytester.makeconftest(ROOT_CONFTEST.read_text())
+    pytester.mkdir("suite")
+    (pytester.path / "suite" / "test_one.py").write_text(
+        "import pytest\n\n@pytest.mark.env\ndef test_spec(cluster_spec):\n"
+        "    assert cluster_spec.cell == 'nftables-kindnet'\n"
+    )
+    with FakeApiServer() as api:
+        existing_cluster(api, mode="nftables")
+        kubeconfig = api.kubeconfig(pytester.path / "kc")
+        result = pytester.runpytest_inprocess(*NO_KIND_PLUGIN, "suite", f"--kubeconfig={kubeconfig}")
+        assert result.ret == pytest.ExitCode.OK
+        assert results_of(pytester, "nftables-kindnet")["cell"]["provider"] == "existing"
+        refused = pytester.runpytest_inprocess(*NO_KIND_PLUGIN, "suite", f"--kubeconfig={kubeconfig}",
+                                               "--proxy-mode=iptables")
+        assert refused.ret == pytest.ExitCode.USAGE_ERROR
+        refused.stderr.fnmatch_lines(["ERROR: --proxy-mode=iptables was given but the cluster in * runs nftables*"])
+        assert {r.method for r in api.requests} == {"GET"}
