@@ -21,11 +21,12 @@ from fixtures.charts import (
     client_pod_name,
     template,
 )
+from fixtures.errors import ToolMissing
 from fixtures.tools import find_tool
 
 try:
     HELM: str | None = str(find_tool("helm"))
-except Exception:  # ToolMissing: reported by the skip reason below
+except ToolMissing:  # reported by the skip reason below
     HELM = shutil.which("helm")
 
 pytestmark = pytest.mark.skipif(

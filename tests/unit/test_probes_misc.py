@@ -215,7 +215,7 @@ class _Host(http.server.BaseHTTPRequestHandler):
 def backend() -> Iterator[socketserver.TCPServer]:
     server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Host)
     server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     yield server
     server.server_close()
 

@@ -265,7 +265,7 @@ class _Agnhostish(http.server.BaseHTTPRequestHandler):
 def agnhostish() -> Iterator[int]:
     server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Agnhostish)
     server.daemon_threads = True
-    t = threading.Thread(target=server.serve_forever, daemon=True)
+    t = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     t.start()
     yield server.server_address[1]
     server.shutdown()
