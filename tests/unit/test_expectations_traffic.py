@@ -80,6 +80,10 @@ def test_nodeport_answering_nodes() -> None:
 
 def test_health_check_statuses() -> None:
     assert health_check_statuses(NODES, EPS) == {"cp": 503, "w1": 200, "w2": 503}
+    # a node whose only endpoint is terminating still serves Local traffic, but reports 503
+    draining = (endpoint_for_pod("10.244.1.2", "w1", pod_ready=True, terminating=True),)
+    assert health_check_statuses(["w1"], draining) == {"w1": 503}
+    assert nodeport_answering_nodes(["w1"], draining, LOCAL) == {"w1": True}
 
 
 def test_source_addresses() -> None:
@@ -133,7 +137,9 @@ def test_local_answers_are_a_subset_of_cluster_answers_and_health_checks_agree(e
     health = health_check_statuses(NODES, eps)
     for n in NODES:
         assert not local[n] or cluster[n]  # a node answering under Local answers under Cluster
-        assert (health[n] == 200) == local[n]
+        assert health[n] != 200 or local[n]  # 200 only where Local traffic is served
+        if not any(e.terminating for e in eps):
+            assert (health[n] == 200) == local[n]
         assert all(e.node == n for e in reachable_endpoints(eps, LOCAL, n))
     if any(e.ready for e in eps):
         assert all(cluster.values())
