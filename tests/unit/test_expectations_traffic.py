@@ -26,8 +26,10 @@ from fixtures.expectations import (
     nodeport_source,
     parse_port_range,
     reachable_endpoints,
+    rejection_problem,
     service_from_object,
 )
+from fixtures.observations import ErrorKind
 
 NODES = ["cp", "w1", "w2"]
 LOCAL, CLUSTER = TrafficPolicy.LOCAL, TrafficPolicy.CLUSTER
@@ -243,3 +245,14 @@ def test_endpoints_from_slices_nil_conditions_mean_ready() -> None:
     assert b.is_serving
     assert b.terminating
     assert b.label == "10.244.2.2"
+
+
+def test_prompt_rejection_of_a_service_without_endpoints() -> None:
+    assert rejection_problem(ErrorKind.REFUSED, 0.002) is None
+    assert rejection_problem(None, 0.002) is not None
+    timeout = rejection_problem(ErrorKind.TIMEOUT, 2.0)
+    assert timeout is not None
+    assert "timeout" in timeout
+    slow = rejection_problem(ErrorKind.REFUSED, 1.5)
+    assert slow is not None
+    assert "within 1s" in slow
