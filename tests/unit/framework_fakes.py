@@ -7,7 +7,10 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import struct
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -84,7 +87,9 @@ class FakeApiServer:
 
             def do_GET(self) -> None:
                 req = self._record("GET")
-                if req.path in server.texts:
+                if req.path.endswith("/exec") and self.headers.get("Upgrade", "").lower() == "websocket":
+                    self._exec(req)
+                elif req.path in server.texts:
                     self._send(200, server.texts[req.path], "text/plain")
                 elif req.path in server.objects:
                     obj = server.objects[req.path]
@@ -102,6 +107,53 @@ class FakeApiServer:
                     self._send(200, {"kind": f"{kind}List", "apiVersion": "v1", "items": items})
                 else:
                     self._not_found(req.path)
+
+            def _frame(self, payload: bytes, opcode: int = 0x2) -> None:
+                head = bytes([0x80 | opcode])
+                if len(payload) < 126:
+                    head += bytes([len(payload)])
+                elif len(payload) < 65536:
+                    head += bytes([126]) + struct.pack("!H", len(payload))
+                else:
+                    head += bytes([127]) + struct.pack("!Q", len(payload))
+                self.wfile.write(head + payload)
+                self.wfile.flush()
+
+            def _exec(self, req: Request) -> None:
+                """A websocket exec speaking the v4 channel protocol; behaviour by command."""
+                key = self.headers["Sec-WebSocket-Key"]
+                accept = base64.b64encode(
+                    hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()
+                ).decode()
+                self.send_response(101)
+                self.send_header("Upgrade", "websocket")
+                self.send_header("Connection", "Upgrade")
+                self.send_header("Sec-WebSocket-Accept", accept)
+                self.send_header("Sec-WebSocket-Protocol", "v4.channel.k8s.io")
+                self.end_headers()
+                argv = req.query.get("command", [])
+                status: dict[str, Any] = {"metadata": {}, "status": "Success"}
+                if argv[:1] == ["echo"]:
+                    self._frame(b"\x01" + (" ".join(argv[1:]) + "\n").encode())
+                elif argv[:1] == ["fail"]:
+                    self._frame(b"\x02boom\n")
+                    status = {"metadata": {}, "status": "Failure", "reason": "NonZeroExitCode",
+                              "message": "command terminated with non-zero exit code: exit code 3",
+                              "details": {"causes": [{"reason": "ExitCode", "message": "3"}]}}
+                elif argv[:1] == ["hang"]:
+                    self._frame(b"\x01started\n")
+                    self.connection.settimeout(10)
+                    try:
+                        while self.rfile.read(1):
+                            pass
+                    except OSError:
+                        pass
+                    return
+                else:
+                    status = {"metadata": {}, "status": "Failure", "reason": "InternalError",
+                              "message": f'exec: "{argv[0]}": executable file not found in $PATH'}
+                self._frame(b"\x03" + json.dumps(status).encode())
+                self._frame(struct.pack("!H", 1000), opcode=0x8)
 
             def do_POST(self) -> None:
                 req = self._record("POST")

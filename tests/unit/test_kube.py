@@ -22,7 +22,7 @@ from fixtures.kube import (
     ready_endpoint_addresses,
 )
 from fixtures.poll import WaitTimeout
-from fixtures.tools import RC_CANNOT_EXECUTE, RC_NOT_FOUND
+from fixtures.tools import RC_CANNOT_EXECUTE, RC_NOT_FOUND, RC_TIMED_OUT
 
 
 @pytest.fixture
@@ -218,3 +218,42 @@ def test_deployment_available_needs_the_rollout_observed() -> None:
     assert not ok
     assert "observed=False" in detail
     assert not deployment_available({**done, "status": {**done["status"], "availableReplicas": 2}})[0]
+
+
+# --- exec over a websocket ---------------------------------------------------------
+
+
+def test_exec_returns_output_and_exit_codes(kube: Kube, api: FakeApiServer) -> None:
+    ok = kube.exec("ns1", "client", ["echo", "hello", "world"], container="tools", timeout=10)
+    assert (ok.returncode, ok.stdout, ok.stderr) == (0, "hello world\n", "")
+    assert ok.where == "pod ns1/client container tools"
+    exec_request = api.requests[-1]
+    assert exec_request.path == "/api/v1/namespaces/ns1/pods/client/exec"
+    assert exec_request.query["command"] == ["echo", "hello", "world"]
+    assert exec_request.query["container"] == ["tools"]
+    failed = kube.exec("ns1", "client", ["fail"], timeout=10)
+    assert (failed.returncode, failed.stderr) == (3, "boom\n")
+    missing = kube.exec("ns1", "client", ["dig", "x"], timeout=10)
+    assert missing.returncode == RC_NOT_FOUND
+    assert "executable file not found" in missing.stderr
+
+
+def test_exec_is_bounded_by_its_timeout(kube: Kube) -> None:
+    started = time.monotonic()
+    result = kube.exec("ns1", "client", ["hang"], timeout=0.5)
+    assert time.monotonic() - started < 5
+    assert result.returncode == RC_TIMED_OUT
+    assert result.stdout == "started\n"
+    assert "timed out after 0.5s" in result.stderr
+
+
+def test_exec_from_many_threads_at_once(kube: Kube) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda i: kube.exec("ns1", f"client-{i}", ["echo", str(i)], timeout=10),
+                                range(40)))
+    assert [r.stdout for r in results] == [f"{i}\n" for i in range(40)]
+    assert all(r.returncode == 0 for r in results)
+    # regular API calls keep working alongside (exec never patches the shared client)
+    assert kube.server_version() == "v1.34.4"
