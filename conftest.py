@@ -143,9 +143,9 @@ class CellSession:
         except SvcconformError as exc:
             self.fail(exc)
         if self.results is not None:
-            self.results.update_cell(images=self.provider.images())
-            if isinstance(self.provider, KindProvider):
-                self.results.update_cell(kubernetes_version=self.provider.expected_version())
+            self.results.update_cell(
+                images=self.provider.images(), kubernetes_version=self.provider.expected_version()
+            )
 
     def fail(self, exc: SvcconformError) -> None:
         self.error = exc
