@@ -1,0 +1,1 @@
+"""The conformance checks: one module per behaviour family (marker = family name)."""
