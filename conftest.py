@@ -205,6 +205,7 @@ def pytest_configure(config: pytest.Config) -> None:
             k8s_version=option.svcc_k8s_version,
             node_image=option.svcc_node_image,
             kubeconfig=option.svcc_kubeconfig,
+            name_suffix=os.environ.get("SVCCONFORM_CLUSTER_SUFFIX", ""),
         )
         run_id = new_run_id(os.environ.get("SVCCONFORM_RUN_ID"))
     except InvalidSpec as exc:
