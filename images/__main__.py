@@ -9,6 +9,16 @@ import sys
 from images import build, catalog, docker, paths
 
 CNIS = ("kindnet", "calico", "cilium", "flannel")
+PROXY_MODES = ("iptables", "nftables", "ipvs", "none")
+
+
+def unsupported_reason(proxy_mode: str) -> str | None:
+    """Why this host cannot run ``proxy_mode`` (the suite reports the same reason)."""
+    if proxy_mode != "ipvs":
+        return None
+    from fixtures.hostenv import HostEnv, ipvs_unsupported_reason  # the suite's own check
+
+    return ipvs_unsupported_reason(HostEnv.detect())
 
 
 def cmd_status() -> int:
@@ -37,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     e = sub.add_parser("ensure", help="build whatever the cell needs and is missing (cached)")
     e.add_argument("--cni", default="kindnet", help=f"one of {', '.join(CNIS)}")
     e.add_argument("--force", action="store_true", help="rebuild every step")
+    e.add_argument("--proxy-mode", default="iptables",
+                   help="the cell's kube-proxy mode: nothing is built for a mode this host cannot run")
     sub.add_parser("docker-up", help="start a Docker engine able to run kind nodes")
     sub.add_parser("status", help="what is built and how long the steps took")
     args = ap.parse_args(argv)
@@ -49,6 +61,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.cni not in CNIS:
             print(f"images: unknown CNI {args.cni!r}; valid: {', '.join(CNIS)}", file=sys.stderr)
             return 2
+        if args.proxy_mode not in PROXY_MODES:
+            print(f"images: unknown proxy mode {args.proxy_mode!r}; valid: {', '.join(PROXY_MODES)}",
+                  file=sys.stderr)
+            return 2
+        unsupported = unsupported_reason(args.proxy_mode)
+        if unsupported:
+            build.log(f"{args.proxy_mode}: nothing to build, the cell cannot run on this host: {unsupported}")
+            return 0
         docker.ensure_docker(log=build.log)
         if args.cni not in catalog.AIRGAPPED_CNIS:
             build.log(f"{args.cni}: no air-gapped build exists; building the common images only "

@@ -505,6 +505,8 @@ ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]
             ("kind", "sigs.k8s.io/kind", versions.KIND, "-s -w"),
             ("helm", "helm.sh/helm/v3/cmd/helm", versions.HELM,
              f"-s -w -X helm.sh/helm/v3/internal/version.version={versions.HELM}"),
+            ("actionlint", "github.com/rhysd/actionlint/cmd/actionlint", versions.ACTIONLINT,
+             f"-s -w -X github.com/rhysd/actionlint.version={versions.ACTIONLINT}"),
         ):
             key = sha(name, module, ver, ldflags, go_version())
             self.step(f"tool-{name}", key,

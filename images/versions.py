@@ -8,6 +8,8 @@ machines have.  It is the newest 1.34 patch the Go module proxy serves.
 KUBERNETES = "v1.34.4"
 KIND = "v0.30.0"
 HELM = "v3.19.0"
+# Validates .github/workflows/nightly.yml offline (tests/unit/test_workflow.py).
+ACTIONLINT = "v1.7.12"
 # kubeadm v1.34 asks for etcd 3.6.5-0 and pause 3.10.1: built at exactly those versions.
 ETCD = "v3.6.5"
 PAUSE = "3.10.1"

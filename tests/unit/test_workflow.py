@@ -22,12 +22,13 @@ from typing import Any
 import pytest
 import yaml
 
+from images import versions
 from images.paths import tools_bin
 from reports.model import CNIS, PROXY_MODES
 
 REPO = Path(__file__).parents[2]
 WORKFLOW = REPO / ".github" / "workflows" / "nightly.yml"
-ACTIONLINT_VERSION = "v1.7.12"
+ACTIONLINT_VERSION = versions.ACTIONLINT
 ACTIONLINT_MODULE = "github.com/rhysd/actionlint/cmd/actionlint"
 
 
