@@ -166,6 +166,7 @@ class GoBuild:
     go_mod: Callable[["Builder"], str] | None = None  # renders go.mod of a wrapper module
     require: tuple[str, ...] = ()  # module@version resolved with `go get`
     local_module: Path | None = None  # build from a module in this repo instead
+    files: Callable[[Builder], dict[str, str]] | None = None  # extra wrapper-module files
     ldflags: str = "-s -w"
 
     def key(self) -> str:
@@ -289,6 +290,8 @@ class Builder:
                     (moddir / "go.mod").write_text(build.go_mod(self))
                 elif not (moddir / "go.mod").exists():
                     (moddir / "go.mod").write_text(f"module svcconform.local/{build.name}build\n\ngo 1.24.0\n")
+                for fname, text in (build.files(self) if build.files else {}).items():
+                    (moddir / fname).write_text(text)
                 for req in build.require:
                     run(["go", "get", req], cwd=moddir, env=self.go_env())
             run(["nice", "go", "build", "-ldflags", build.ldflags, "-o", str(tmp) + "/", *build.packages],
@@ -437,18 +440,19 @@ ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]
         self.docker_build("node-base", NODE_BASE_IMAGE, dockerfile, files,
                           key_extra=(tree_hash(NODE_FILES),))
 
-    def node_image(self, preload: list[str], cni_manifest: Path) -> None:
+    def node_image(self, preload: list[str], cni_manifest: Path, *, base: str = NODE_BASE_IMAGE,
+                   target: str = catalog.AIRGAPPED_NODE_IMAGE, step: str = "node-image") -> None:
+        """Commit ``target``: ``base`` with ``preload`` imported into its containerd."""
         ids = [self.docker_image_id(t) for t in preload]
-        key = sha("node", self.docker_image_id(NODE_BASE_IMAGE), preload, ids,
+        key = sha("node", self.docker_image_id(base), preload, ids,
                   file_digest(cni_manifest), versions.KUBERNETES)
-        target = catalog.AIRGAPPED_NODE_IMAGE
 
         def do() -> None:
             name = f"svcc-node-build-{os.getpid()}"
             if self._exists(name):
                 run(["docker", "rm", "-f", name], timeout=120)
             run(["docker", "run", "-d", "--name", name, "--privileged", "--tmpfs", "/run",
-                 "--tmpfs", "/tmp", "--entrypoint", "containerd", NODE_BASE_IMAGE])
+                 "--tmpfs", "/tmp", "--entrypoint", "containerd", base])
             try:
                 self._wait_in(name, ["ctr", "version"], what="containerd in the build container")
                 run(["docker", "exec", "-i", name, "cp", "/dev/stdin", "/kind/manifests/default-cni.yaml"],
@@ -481,7 +485,7 @@ ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]
             finally:
                 subprocess.run(["docker", "rm", "-f", name], capture_output=True)
 
-        self.step("node-image", key, do, lambda: self.docker_image_label(target) == key)
+        self.step(step, key, do, lambda: self.docker_image_label(target) == key)
 
     def _exists(self, container: str) -> bool:
         return subprocess.run(["docker", "inspect", container], capture_output=True).returncode == 0
@@ -534,6 +538,12 @@ ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]
         preload = self.component_images(cni, bins)
         self.node_base(kube_bin)
         self.node_image(preload, MANIFESTS / "kindnet.yaml")
+        if cni == "flannel":
+            # flannel's binaries, image and node image (kindnet's + flannel preloaded): only
+            # this CNI's cells build them.
+            from images import flannel
+
+            flannel.build(self)
 
 
     def official(self) -> None:

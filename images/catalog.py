@@ -20,6 +20,8 @@ CLIENT_IMAGE = "svcconform/client:1"
 KINDNETD_IMAGE = "svcconform/kindnetd:0.1.0"
 AIRGAPPED_NODE_IMAGE = f"svcconform/kind-node:{versions.KUBERNETES}"
 FLANNEL_IMAGE = f"svcconform/flannel:{versions.FLANNEL}"
+#: The kindnet node image plus FLANNEL_IMAGE preloaded (``python -m images ensure --cni flannel``).
+AIRGAPPED_FLANNEL_NODE_IMAGE = f"{AIRGAPPED_NODE_IMAGE}-flannel"
 
 # kubeadm v1.34 defaults to CoreDNS v1.12.1, which cannot be built here; the node image
 # carries the CoreDNS we built, and kubeadm is told to use that tag.
@@ -42,6 +44,12 @@ class ImageSet:
     airgapped: bool
     #: images that exist only in the local Docker engine and must be loaded into kind nodes
     load_images: tuple[str, ...] = ()
+    #: (cni, node image) for CNIs whose cells boot from their own node image
+    cni_node_images: tuple[tuple[str, str], ...] = ()
+
+    def node_image_for(self, cni: str) -> str:
+        """The node image a cell with ``cni`` boots from."""
+        return dict(self.cni_node_images).get(cni, self.node_image)
 
     def cni_unsupported_reason(self, cni: str) -> str | None:
         """Why ``cni`` cannot run with this image set, or None when it can."""
@@ -59,6 +67,7 @@ AIRGAPPED = ImageSet(
     client_image=CLIENT_IMAGE,
     kubeadm_patches=(COREDNS_PATCH,),
     airgapped=True,
+    cni_node_images=(("flannel", AIRGAPPED_FLANNEL_NODE_IMAGE),),
 )
 
 OFFICIAL = ImageSet(

@@ -20,6 +20,9 @@ COREDNS = "v1.14.7"
 # agnhost is built from the Kubernetes tree; its VERSION file there says 2.56.
 AGNHOST = "2.56"
 FLANNEL = "v0.28.10"
+# flannel's CNI plugin: github.com/flannel-io/cni-plugin is not on the module proxy; the
+# same plugin (before it moved) is plugins/meta/flannel in containernetworking/plugins v0.9.1.
+FLANNEL_CNI_PLUGINS = "v0.9.1"
 DEBIAN_SUITE = "bookworm"
 
 # What a machine with registry access uses instead (kind v0.30.0's default node image).
