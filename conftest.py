@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from fixtures import providers, results
+from fixtures import cni, providers, results
 from fixtures.diagnostics import DiagnosticsSource, NamespaceRegistry, capture
 from fixtures.errors import SvcconformError, UnsupportedEnvironment
 from fixtures.kube import Kube
@@ -210,7 +210,7 @@ def pytest_configure(config: pytest.Config) -> None:
         run_id = new_run_id(os.environ.get("SVCCONFORM_RUN_ID"))
     except InvalidSpec as exc:
         raise pytest.UsageError(str(exc)) from None
-    provider = providers.make_provider(spec)
+    provider = providers.make_provider(spec, cni_installers=cni.INSTALLERS)
     if isinstance(provider, ExistingProvider):
         spec = _connect_existing(provider, config)
     state = CellSession(spec=spec, run_id=run_id, provider=provider, keep_cluster=option.svcc_keep_cluster)
