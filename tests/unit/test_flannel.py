@@ -54,7 +54,8 @@ def test_patched_main_refuses_an_unexpected_layout() -> None:
 def test_go_builds_pin_versions_and_name_outputs() -> None:
     builds = flannel.go_builds()
     daemon, plugin = builds["flanneld"], builds["flannel-cni"]
-    assert daemon.version == versions.FLANNEL and daemon.outputs == ("flanneld",)
+    assert daemon.version == versions.FLANNEL
+    assert daemon.outputs == ("flanneld",)
     assert f"pkg/version.Version={versions.FLANNEL}" in daemon.ldflags
     assert daemon.require == ()  # resolved by go build -mod=mod, not go get (see the docstring)
     go_mod = flannel.wrapper_go_mod()
@@ -192,9 +193,10 @@ def test_installer_applies_with_the_pinned_kubectl_then_waits() -> None:
 def test_installer_apply_failure_is_one_line() -> None:
     inst, _ = installer(1, "error: unable to recognize \"flannel.yaml\": no matches\nmore")
     provider = FakeProvider(FakeKube([None]))
-    with pytest.raises(SvcconformError, match="installing flannel: kubectl apply .* failed: error: unable"):
+    with pytest.raises(SvcconformError, match=r"installing flannel: kubectl apply .* failed: error: unable"):
         inst(provider)  # type: ignore[arg-type]
-    assert provider.kube.asked == [] and provider.ready_waits == []
+    assert provider.kube.asked == []
+    assert provider.ready_waits == []
 
 
 def test_installers_are_wired_for_flannel_only() -> None:
@@ -225,3 +227,46 @@ def test_kind_provider_boots_flannel_cells_from_the_flannel_node_image(tmp_path:
     assert p.config["networking"]["disableDefaultCNI"] is True
     assert p.config["networking"]["podSubnet"] == "10.244.0.0/16"
     assert {n["image"] for n in p.config["nodes"]} == {catalog.AIRGAPPED_FLANNEL_NODE_IMAGE}
+
+
+# --- the driver builds flannel only for flannel cells ------------------------------------
+
+
+def fake_builder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> tuple[Any, list[tuple[str, str]]]:
+    from images import build
+
+    calls: list[tuple[str, str]] = []
+    b = build.Builder(cache=tmp_path)
+    monkeypatch.setattr(b, "go_build", lambda gb: calls.append(("go", gb.name)) or tmp_path / gb.name)
+    monkeypatch.setattr(b, "tools", lambda kube_bin: None)
+    monkeypatch.setattr(b, "base_image", lambda: None)
+    monkeypatch.setattr(b, "component_images", lambda cni, bins: ["a:1"])
+    monkeypatch.setattr(b, "node_base", lambda kube_bin: None)
+    monkeypatch.setattr(b, "docker_build", lambda step, tag, *a, **k: calls.append(("image", tag)) or "k")
+    monkeypatch.setattr(b, "docker_image_id", lambda tag: f"id-of-{tag}")
+    monkeypatch.setattr(b, "step", lambda step, key, fn, ok=None: calls.append(("step", f"{step}={key}")))
+    return b, calls
+
+
+def test_kindnet_cells_build_no_flannel_and_keep_their_node_image_key(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from images import build
+
+    b, calls = fake_builder(monkeypatch, tmp_path)
+    b.airgapped("kindnet")
+    assert not any("flannel" in what for _, what in calls)
+    # the key is the one from before flannel existed: node base id, preload, their ids, manifest
+    key = build.sha("node", f"id-of-{build.NODE_BASE_IMAGE}", ["a:1"], ["id-of-a:1"],
+                    build.file_digest(build.MANIFESTS / "kindnet.yaml"), versions.KUBERNETES)
+    assert ("step", f"node-image={key}") in calls
+
+
+def test_flannel_cells_add_the_flannel_image_and_node_image(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    b, calls = fake_builder(monkeypatch, tmp_path)
+    b.airgapped("flannel")
+    assert ("go", "flanneld") in calls
+    assert ("go", "flannel-cni") in calls
+    assert ("image", catalog.FLANNEL_IMAGE) in calls
+    steps = [what.split("=")[0] for kind, what in calls if kind == "step"]
+    assert steps == ["node-image", "node-image-flannel"]
