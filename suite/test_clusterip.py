@@ -1,88 +1,446 @@
-"""clusterip: a Service's virtual IP carries traffic to its ready endpoints, from every node."""
+"""clusterip: a Service's virtual IP carries traffic to its ready endpoints, from every node.
+
+Most checks share one module-scoped Service (3 backends, a client on every node) with four
+ports (named and numeric targetPorts, TCP and UDP) and two extra Services on the same
+backends: ``sticky`` (``sessionAffinity: ClientIP``) and ``empty`` (selects no pod).
+Checks that change or pin their Service get their own.
+"""
 
 from __future__ import annotations
+
+import time
 
 import pytest
 
 from fixtures import clusterinfo, reachability
-from fixtures.concurrency import run_all
-from fixtures.expectations.model import TrafficPolicy
+from fixtures.concurrency import Background, run_matrix
+from fixtures.expectations.clusterip import (
+    node_port_presence_problems,
+    session_affinity_problems,
+    udp_recovery_problem,
+)
+from fixtures.expectations.model import Service, TrafficPolicy
 from fixtures.expectations.ranges import cluster_ip_problems
-from fixtures.expectations.traffic import clusterip_backends
-from fixtures.jig import ServiceJig
+from fixtures.expectations.traffic import clusterip_backends, nodeport_answering_nodes, rejection_problem
+from fixtures.jig import ServiceJig, tweaks
+from fixtures.kube import PodInfo
 from fixtures.poll import wait_until
-from fixtures.probes import http_get, udp_exchange
-from fixtures.timeouts import KUBE_PROXY_ENDPOINT_LAG_TIMEOUT
+from fixtures.probes import EXEC_OVERHEAD_S, dial_from, http_get
+from fixtures.probes.udp_socket import UDP_REPLY_WAIT_S, udp_loop
+from fixtures.servicetraffic import backends_by_client, node_port_from_host
+from fixtures.timeouts import ENDPOINTS_TIMEOUT, KUBE_PROXY_ENDPOINT_LAG_TIMEOUT, KUBE_PROXY_LAG_TIMEOUT
 
 pytestmark = pytest.mark.clusterip
 
-# Requests per client when looking for every backend: with 2-3 random (iptables statistic /
-# nftables numgen) choices, 24 tries miss a given backend with probability < 1e-4.
-TRIES_PER_CLIENT = 24
+# Container ports deliberately not the Service ports, so a mapping can only work if the
+# proxy translates port -> targetPort (by number, or by resolving the container port name).
+HTTP_PORT, UDP_PORT = 9376, 9377
+PORTS = [
+    {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"},
+    {"name": "http-num", "port": 8000, "targetPort": HTTP_PORT, "protocol": "TCP"},
+    {"name": "udp", "port": 81, "targetPort": "udp", "protocol": "UDP"},
+    {"name": "udp-num", "port": 8001, "targetPort": UDP_PORT, "protocol": "UDP"},
+]
+RELEASE = "svc"
+BACKEND_SELECTOR = {
+    "app.kubernetes.io/name": "service-selectors",
+    "app.kubernetes.io/instance": RELEASE,
+    "app.kubernetes.io/component": "backend",
+}
+EXTRA_SERVICES = [
+    {
+        "name": "sticky",
+        "spec": {
+            "selector": BACKEND_SELECTOR,
+            "sessionAffinity": "ClientIP",
+            "ports": [
+                {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"},
+                {"name": "udp", "port": 81, "targetPort": "udp", "protocol": "UDP"},
+            ],
+        },
+    },
+    {
+        "name": "empty",
+        "spec": {
+            "selector": {"svcconform/selects": "nothing"},
+            "ports": [{"name": "http", "port": 80, "targetPort": HTTP_PORT, "protocol": "TCP"}],
+        },
+    },
+]
+#: The UDP client keeps sending on one socket for at most this long: the replacement pod's
+#: endpoint appears within ENDPOINTS_TIMEOUT, then the data plane gets its endpoint lag.
+UDP_RECOVERY_WINDOW = ENDPOINTS_TIMEOUT + KUBE_PROXY_ENDPOINT_LAG_TIMEOUT
 
 
-def backends_seen(jig: ServiceJig, host: str, port: int, *, proto: str = "tcp",
-                  tries: int = TRIES_PER_CLIENT) -> tuple[dict[str, set[str] | None], dict[str, str]]:
-    """From the client on every node, which backends answered ``host:port`` (``None``: the
-    client never got an answer) and the command that reproduces one probe."""
-
-    def probe(node: str) -> tuple[set[str] | None, str]:
-        vantage = jig.client(node)
-        seen: set[str] = set()
-        command = ""
-        for _ in range(tries):
-            reply = (udp_exchange(vantage, host, port) if proto == "udp" else http_get(vantage, host, port))
-            command = reply.command
-            if reply.ok and reply.backend:
-                seen.add(reply.backend)
-        return (seen or None), command
-
-    results = run_all({n: (lambda n=n: probe(n)) for n in jig.clients()})
-    seen: dict[str, set[str] | None] = {}
-    commands: dict[str, str] = {}
-    for node, res in results.items():
-        if isinstance(res, tuple):
-            seen[node], commands[node] = res
-        else:
-            seen[node] = None
-            commands[node] = getattr(res, "command", "") or ""
-    return seen, commands
+@pytest.fixture(scope="module")
+def shared(module_namespace, kube, cluster_facts) -> ServiceJig:
+    return ServiceJig.install(
+        kube,
+        cluster_facts,
+        module_namespace(),
+        name=RELEASE,
+        backends=3,
+        tweak=tweaks(
+            ("backend.httpPort", HTTP_PORT),
+            ("backend.udpPort", UDP_PORT),
+            ("service.ports", PORTS),
+            ("extraServices", EXTRA_SERVICES),
+        ),
+    )
 
 
-def assert_backends(jig: ServiceJig, host: str, port: int, *, proto: str = "tcp", title: str) -> None:
-    endpoints = jig.endpoints()
-    names = sorted(e.name or e.ip for e in endpoints if e.ready)
-    expected = {node: clusterip_backends(endpoints, client_node=node,
-                                         internal_traffic_policy=TrafficPolicy.CLUSTER)
-                for node in jig.clients()}
+def ready_names(jig: ServiceJig, service: str | None = None) -> list[str]:
+    return sorted(e.label for e in jig.endpoints(service) if e.ready)
+
+
+def assert_backends(
+    jig: ServiceJig,
+    host: str,
+    port: int,
+    *,
+    proto: str = "tcp",
+    title: str,
+    policy: TrafficPolicy = TrafficPolicy.CLUSTER,
+    service: str | None = None,
+) -> None:
+    """Every client reaches exactly the backends ``policy`` promises it (a table per try)."""
+    endpoints = jig.endpoints(service)
+    names = sorted(e.label for e in endpoints)
+    expected = {
+        node: clusterip_backends(endpoints, client_node=node, internal_traffic_policy=policy)
+        for node in jig.clients()
+    }
 
     def check() -> tuple[bool, str]:
-        seen, commands = backends_seen(jig, host, port, proto=proto)
+        got = backends_by_client(jig.clients(), host, port, proto=proto)
         cmp = reachability.compare(
             reachability.expected_backend_table(title, expected, names),
-            reachability.backend_table(title, seen, names, commands=commands),
+            reachability.backend_table(
+                title,
+                {n: g.seen for n, g in got.items()},
+                names,
+                commands={n: g.command for n, g in got.items()},
+                notes={n: g.note for n, g in got.items()},
+            ),
         )
         return cmp.ok, cmp.render()
 
     wait_until(check, timeout=KUBE_PROXY_ENDPOINT_LAG_TIMEOUT, what=title)
 
 
-def test_cluster_ip_is_allocated_from_the_service_cidr_and_outside_the_pod_cidr(jig, kube):
-    j = jig(backends=1, clients=False)
+def test_cluster_ip_is_allocated_from_the_service_cidr_and_outside_the_pod_cidr(shared, kube):
     info = clusterinfo.read(kube)
-    svc = j.service()
+    svc = shared.service()
     problems = cluster_ip_problems(svc.cluster_ip, service_cidrs=info.service_cidrs, pod_cidrs=info.pod_cidrs)
-    assert not problems, f"service {j.namespace}/{j.name}: " + "; ".join(problems)
+    assert not problems, f"service {shared.namespace}/{shared.name}: " + "; ".join(problems)
 
 
-def test_every_node_reaches_every_ready_backend_over_tcp(jig):
-    j = jig(backends=3)
+def test_every_node_reaches_every_ready_backend_over_tcp(shared):
+    svc = shared.service()
+    assert_backends(
+        shared, svc.cluster_ip, 80, title=f"TCP {svc.cluster_ip}:80 (service {shared.namespace}/{svc.name})"
+    )
+
+
+def test_every_node_reaches_every_ready_backend_over_udp(shared):
+    svc = shared.service()
+    assert_backends(
+        shared,
+        svc.cluster_ip,
+        81,
+        proto="udp",
+        title=f"UDP {svc.cluster_ip}:81 (service {shared.namespace}/{svc.name})",
+    )
+
+
+def test_every_port_of_a_multi_port_service_reaches_its_numeric_or_named_target_port(shared):
+    svc = shared.service()
+    ready = set(ready_names(shared))
+    columns = {f"{p['protocol']} {p['port']}->{p['targetPort']}": p for p in PORTS}
+    title = (
+        f"ports of {svc.cluster_ip} (service {shared.namespace}/{svc.name}; containers serve "
+        f"TCP {HTTP_PORT} 'http', UDP {UDP_PORT} 'udp')"
+    )
+    clients = shared.clients()
+
+    def probe(node: str, column: str):  # type: ignore[no-untyped-def]
+        p = columns[column]
+        if p["protocol"] == "UDP":
+            return udp_loop(
+                clients[node],
+                svc.cluster_ip,
+                p["port"],
+                duration=3 * UDP_REPLY_WAIT_S,
+                max_tries=3,
+                stop_unless="-",
+            )
+        return http_get(clients[node], svc.cluster_ip, p["port"])
+
+    expected = reachability.expected_table(title, list(clients), list(columns), lambda r, c: True)
+    last: dict = {}
+
+    def check() -> tuple[bool, str]:
+        last.clear()
+        last.update(run_matrix(list(clients), list(columns), probe))
+        cmp = reachability.compare(expected, reachability.observed_table(title, last))
+        return cmp.ok, cmp.render()
+
+    wait_until(check, timeout=KUBE_PROXY_ENDPOINT_LAG_TIMEOUT, what=title)
+    strangers = {
+        f"{r} -> {c}": sorted(_answered_by(obs) - ready)
+        for (r, c), obs in last.items()
+        if _answered_by(obs) - ready
+    }
+    assert not strangers, (
+        f"{title}: answered by pods that are not ready endpoints {sorted(ready)}: {strangers}"
+    )
+
+
+def _answered_by(obs: object) -> set[str]:
+    backends = getattr(obs, "backends", None)
+    if backends is not None:
+        return set(backends)
+    backend = getattr(obs, "backend", None)
+    return {backend} if backend else set()
+
+
+def test_session_affinity_client_ip_sends_each_client_to_one_backend(shared):
+    svc = shared.service("sticky")
+    shared.wait_ready_endpoints(name="sticky", count=3)
+    ready = ready_names(shared, "sticky")
+    for port, proto in ((80, "tcp"), (81, "udp")):
+        title = (
+            f"{proto.upper()} {svc.cluster_ip}:{port} "
+            f"(service {shared.namespace}/sticky, sessionAffinity: ClientIP)"
+        )
+        observed: dict = {}
+
+        def answered(port: int = port, proto: str = proto, observed: dict = observed) -> tuple[bool, str]:
+            observed.clear()
+            observed.update(backends_by_client(shared.clients(), svc.cluster_ip, port, proto=proto))
+            silent = sorted(n for n, g in observed.items() if not g.seen)
+            return not silent, f"clients with no answer yet: {silent}" if silent else "every client answered"
+
+        wait_until(
+            answered, timeout=KUBE_PROXY_ENDPOINT_LAG_TIMEOUT, what=f"{title}: answers on every client"
+        )
+        problems = session_affinity_problems(
+            {n: g.answers for n, g in observed.items()}, ready_backends=ready
+        )
+        assert not problems, f"{title}: a client was not kept on one backend:\n" + "\n".join(
+            f"  client on {n}: {why}\n    reproduce: {observed[n].command}" for n, why in problems.items()
+        )
+
+
+def test_a_service_without_endpoints_rejects_connections_promptly(shared):
+    svc = shared.service("empty")
+    assert not shared.endpoints("empty"), f"service {shared.namespace}/empty should select no pod"
+    clients = shared.clients()
+
+    def check() -> tuple[bool, str]:
+        replies = {n: http_get(v, svc.cluster_ip, 80) for n, v in clients.items()}
+        problems = {n: rejection_problem(r.error_kind, r.elapsed) for n, r in replies.items()}
+        bad = {n: p for n, p in problems.items() if p}
+        lines = [
+            f"  client on {n}: {replies[n].summary()}"
+            + (f"\n    -> {p}\n    reproduce: {replies[n].command}" if p else " (prompt rejection)")
+            for n, p in problems.items()
+        ]
+        return not bad, f"TCP {svc.cluster_ip}:80 of a Service with no endpoints:\n" + "\n".join(lines)
+
+    wait_until(
+        check,
+        timeout=KUBE_PROXY_ENDPOINT_LAG_TIMEOUT,
+        what=f"service {shared.namespace}/empty to reject connections promptly",
+    )
+
+
+SINGLE = "one"
+
+
+def single_extra_services(flip_type: str = "ClusterIP") -> list[dict]:
+    selector = {**BACKEND_SELECTOR, "app.kubernetes.io/instance": SINGLE}
+    http = {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}
+    return [
+        {"name": "local", "spec": {"selector": selector, "internalTrafficPolicy": "Local", "ports": [http]}},
+        {"name": "flip", "spec": {"selector": selector, "type": flip_type, "ports": [http]}},
+    ]
+
+
+@pytest.fixture(scope="module")
+def single(module_namespace, kube, cluster_facts) -> ServiceJig:
+    """One backend pinned to the first worker, a client on every node; Services ``one``
+    (the release's), ``local`` (internalTrafficPolicy: Local) and ``flip`` (its type is
+    changed by a test) select it."""
+    worker = cluster_facts.workers[0].name
+    return ServiceJig.install(
+        kube,
+        cluster_facts,
+        module_namespace(),
+        name=SINGLE,
+        backends=1,
+        tweak=tweaks(("backend.nodes", [worker]), ("extraServices", single_extra_services())),
+    )
+
+
+def only_backend(jig: ServiceJig, service: str | None = None) -> PodInfo:
+    jig.wait_ready_endpoints(name=service, count=1)
+    pods = [p for p in jig.backend_pods() if p.ready and not p.terminating]
+    assert len(pods) == 1, (
+        f"expected one ready backend in {jig.namespace}, found {[p.describe() for p in pods]}"
+    )
+    return pods[0]
+
+
+def test_a_pod_reaches_itself_through_its_own_service_hairpin(single, cluster_facts):
+    j = single
     svc = j.service()
-    assert_backends(j, svc.cluster_ip, 80, title=f"TCP {svc.cluster_ip}:80 (service {j.namespace}/{j.name})")
+    pod = only_backend(j)
+    client = j.client(cluster_facts.nodes[0].name)
+    http_port = int(j.values["backend"].get("httpPort", 8080))
+
+    def check() -> tuple[bool, str]:
+        lines, ok = [], True
+        for port, protocol in ((80, "http"), (81, "udp")):
+            reply = dial_from(client, pod.ip, http_port, svc.cluster_ip, port, protocol=protocol, tries=2)
+            good = reply.ok and set(reply.responses) == {pod.name}
+            ok = ok and good
+            lines.append(
+                f"  {pod.name} -> {protocol} {svc.cluster_ip}:{port}: expected answers from itself "
+                f"({pod.name}), observed {reply.summary()}"
+                + ("" if good else f"\n    reproduce: {reply.command}")
+            )
+        return ok, "hairpin (the only backend dials its own Service):\n" + "\n".join(lines)
+
+    wait_until(
+        check, timeout=KUBE_PROXY_ENDPOINT_LAG_TIMEOUT, what=f"hairpin of {pod.name} through {svc.cluster_ip}"
+    )
 
 
-def test_every_node_reaches_every_ready_backend_over_udp(jig):
-    j = jig(backends=3)
+def test_internal_traffic_policy_local_answers_only_from_nodes_with_a_local_endpoint(single):
+    j = single
+    pod = only_backend(j, "local")
+    svc = j.service("local")
+    assert svc.internal_traffic_policy is TrafficPolicy.LOCAL, f"service {j.namespace}/local: {svc}"
+    assert_backends(
+        j,
+        svc.cluster_ip,
+        80,
+        policy=TrafficPolicy.LOCAL,
+        service="local",
+        title=f"TCP {svc.cluster_ip}:80 (service {j.namespace}/local, internalTrafficPolicy: Local, "
+        f"its only endpoint on {pod.node})",
+    )
+
+
+def node_port_table(j: ServiceJig, svc: Service, port: int, *, answering: bool) -> None:
+    """From this machine, every node's ``ip:port`` answers (or none does)."""
+    node_ips = j.node_ips()
+    nodes = (
+        nodeport_answering_nodes(node_ips, j.endpoints(svc.name), TrafficPolicy.CLUSTER)
+        if answering
+        else dict.fromkeys(node_ips, False)
+    )
+    state = "answers" if answering else "no longer answers"
+    title = f"TCP nodePort {port} from the host (service {j.namespace}/{svc.name}, type {svc.type.value})"
+    expected = reachability.expected_table(
+        title,
+        ["host"],
+        [f"{n} {ip}:{port}" for n, ip in node_ips.items()],
+        lambda r, c: nodes[c.split(" ")[0]],
+    )
+
+    def check() -> tuple[bool, str]:
+        cmp = reachability.compare(
+            expected, reachability.observed_table(title, node_port_from_host(node_ips, port))
+        )
+        return cmp.ok, cmp.render()
+
+    wait_until(check, timeout=KUBE_PROXY_LAG_TIMEOUT, what=f"nodePort {port} {state} on every node")
+
+
+def test_changing_the_type_to_node_port_and_back_adds_then_removes_the_node_port(single, kube):
+    j = single
+    only_backend(j, "flip")
+    port_range = clusterinfo.read(kube).node_port_range
+    where = f"service {j.namespace}/flip"
+    assert j.service("flip").type.value == "ClusterIP", f"{where} should start as ClusterIP"
+    j.update(tweaks(("extraServices", single_extra_services("NodePort"))))
+    as_node_port = j.service("flip")
+    problems = node_port_presence_problems(as_node_port, expect_node_ports=True, port_range=port_range)
+    assert not problems, f"{where} after ClusterIP -> NodePort: " + "; ".join(problems)
+    port = next(p.node_port for p in as_node_port.ports if p.protocol == "TCP" and p.node_port)
+    node_port_table(j, as_node_port, port, answering=True)
+
+    j.update(tweaks(("extraServices", single_extra_services("ClusterIP"))))
+    back = j.service("flip")
+    problems = node_port_presence_problems(back, expect_node_ports=False, port_range=port_range)
+    assert not problems, f"{where} after NodePort -> ClusterIP: " + "; ".join(problems)
+    node_port_table(j, back, port, answering=False)
+
+
+def test_udp_traffic_on_one_socket_recovers_when_the_only_backend_is_replaced(
+    single, kube, cluster_facts, record_measurement
+):
+    node = cluster_facts.nodes[0].name
+    j = single
     svc = j.service()
-    assert_backends(j, svc.cluster_ip, 81, proto="udp",
-                    title=f"UDP {svc.cluster_ip}:81 (service {j.namespace}/{j.name})")
+    old = only_backend(j)
+    client = j.client(node)
+    client_ip = j.client_ip(node)
+    mark = "Sending udp hostName response"  # agnhost netexec's log line per UDP hostname answer
+    where = f"UDP {svc.cluster_ip}:81 from the client on {node} ({client_ip}), one socket"
+
+    def answered_by_old() -> tuple[bool, str]:
+        loop = udp_loop(
+            client, svc.cluster_ip, 81, duration=3 * UDP_REPLY_WAIT_S, max_tries=3, stop_unless="-"
+        )
+        return old.name in loop.backends, loop.summary()
+
+    wait_until(
+        answered_by_old, timeout=KUBE_PROXY_ENDPOINT_LAG_TIMEOUT, what=f"{where}: answers from {old.name}"
+    )
+    seen_before = kube.pod_logs(j.namespace, old.name).count(mark)
+    with Background(
+        lambda: udp_loop(
+            client, svc.cluster_ip, 81, duration=UDP_RECOVERY_WINDOW, same_socket=True, stop_unless=old.name
+        ),
+        name="svcc-udp-socket",
+    ) as bg:
+
+        def socket_in_use() -> tuple[bool, str]:
+            count = kube.pod_logs(j.namespace, old.name).count(mark)
+            return (
+                count > seen_before,
+                f"{old.name} logged {count - seen_before} new exchange(s) with {client_ip}",
+            )
+
+        wait_until(
+            socket_in_use,
+            timeout=KUBE_PROXY_ENDPOINT_LAG_TIMEOUT,
+            what=f"the loop's socket to be answered by {old.name}",
+        )
+        kube.delete_pod(j.namespace, old.name)
+        new: list[str] = []
+
+        def replaced() -> tuple[bool, str]:
+            names = [e.label for e in j.endpoints() if e.ready and e.label != old.name]
+            new[:] = names
+            return bool(names), f"ready endpoints other than {old.name}: {names}"
+
+        wait_until(replaced, timeout=ENDPOINTS_TIMEOUT, what=f"a ready endpoint replacing {old.name}")
+        ready_at = time.time()
+        loop = bg.result(timeout=UDP_RECOVERY_WINDOW + UDP_REPLY_WAIT_S + EXEC_OVERHEAD_S)
+    samples = [(s.t, s.backend if s.ok else None) for s in loop.timeline.samples]
+    delay, problem = udp_recovery_problem(
+        samples, new_backend=new[0], ready_at=ready_at, within=KUBE_PROXY_ENDPOINT_LAG_TIMEOUT
+    )
+    if delay is not None:
+        record_measurement("udp_same_socket_recovery_after_backend_replaced", [delay])
+    tail = ", ".join(
+        f"{s.t - ready_at:+.1f}s {s.backend or s.error_kind}" for s in loop.timeline.samples[-5:]
+    )
+    assert problem is None, (
+        f"{where}: {problem}\n  loop: {loop.summary()}; last tries (relative to the new "
+        f"endpoint being ready): {tail}\n  reproduce: {loop.command}"
+    )
