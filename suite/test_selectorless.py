@@ -156,13 +156,16 @@ def test_the_controllers_leave_a_manual_endpointslice_as_written(namespace, kube
             return False, (f"service {sl.namespace}/{sl.service} has EndpointSlices {names}, expected only "
                            f"the manual {sl.slice_name}")
         mine = slices[0]
-        problems = endpoint_problems(written, endpoints_from_slices([mine]))
+        listed = endpoints_from_slices([mine])
+        state = f"written: {describe_endpoints(written.values())}; now lists: {describe_endpoints(listed)}"
+        problems = endpoint_problems(written, listed)
         if problems:
-            return False, f"manual EndpointSlice {sl.slice_name} was changed: " + "; ".join(problems)
+            return False, f"manual EndpointSlice {sl.slice_name} was changed: {'; '.join(problems)} ({state})"
         now = mine["metadata"]["resourceVersion"]
         if now != version:
             return False, (f"manual EndpointSlice {sl.slice_name} was rewritten (resourceVersion {version} → "
-                           f"{now}; managed-by={mine['metadata'].get('labels', {}).get(MANAGED_BY_LABEL)})")
+                           f"{now}; managed-by={mine['metadata'].get('labels', {}).get(MANAGED_BY_LABEL)}; "
+                           f"{state})")
         if kube.get_object("endpoints", sl.namespace, sl.service) is not None:
             return False, f"the endpoints controller created Endpoints {sl.namespace}/{sl.service}"
         return True, f"{sl.slice_name} as written: {describe_endpoints(written.values())}"
