@@ -28,7 +28,11 @@ from fixtures.poll import wait_until
 from fixtures.probes import EXEC_OVERHEAD_S, dial_from, http_get
 from fixtures.probes.udp_socket import UDP_REPLY_WAIT_S, udp_loop
 from fixtures.servicetraffic import backends_by_client, node_port_from_host
-from fixtures.timeouts import ENDPOINTS_TIMEOUT, KUBE_PROXY_ENDPOINT_LAG_TIMEOUT, KUBE_PROXY_LAG_TIMEOUT
+from fixtures.timeouts import (
+    ENDPOINTS_TIMEOUT,
+    KUBE_PROXY_ENDPOINT_LAG_TIMEOUT,
+    KUBE_PROXY_SERVICE_SYNC_TIMEOUT,
+)
 
 pytestmark = pytest.mark.clusterip
 
@@ -356,7 +360,7 @@ def node_port_table(j: ServiceJig, svc: Service, port: int, *, answering: bool) 
         )
         return cmp.ok, cmp.render()
 
-    wait_until(check, timeout=KUBE_PROXY_LAG_TIMEOUT, what=f"nodePort {port} {state} on every node")
+    wait_until(check, timeout=KUBE_PROXY_SERVICE_SYNC_TIMEOUT, what=f"nodePort {port} {state} on every node")
 
 
 def test_changing_the_type_to_node_port_and_back_adds_then_removes_the_node_port(single, kube):

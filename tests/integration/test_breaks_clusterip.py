@@ -1,0 +1,144 @@
+"""The clusterip and nodeport families fail, naming reachability, when kube-proxy is gone.
+
+Cluster-wide break, so on a dedicated kind cluster (``SVCCONFORM_CLUSTER_SUFFIX=brk-cip``:
+``svcc-iptables-kindnet-brk-cip``), never the shared one, and both families on it one
+after the other (one cluster create):
+
+1. the nodeport family runs green on the fresh cluster (baseline: the cluster works);
+2. kube-proxy is stopped (its DaemonSet gets a nodeSelector no node matches, its pods go)
+   and its rules are flushed on every node (``iptables-save | grep -v KUBE |
+   iptables-restore``): no ClusterIP or nodePort is translated any more;
+3. ``-m clusterip`` then ``-m nodeport`` must FAIL: every check that sends traffic fails,
+   the reachability ones with their expected/observed tables (``mismatching cell``);
+   the allocation checks (ClusterIP in the service CIDR, nodePorts in range) send no
+   traffic and must still pass, so the failures point at the data plane;
+4. the nodeSelector is removed (kube-proxy comes back and re-programs), then the cluster
+   is deleted (``SVCCONFORM_KEEP_BREAK_CLUSTER=1`` keeps it).
+
+The nodeport half lives here too (``test_breaks_nodeport.py`` would need its own cluster).
+Opt-in: skipped unless ``SVCCONFORM_BREAK_TESTS=1``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fixtures.spec import ClusterSpec
+from fixtures.tools import find_tool
+from images import paths
+
+pytestmark = pytest.mark.skipif(
+    os.environ.get("SVCCONFORM_BREAK_TESTS") != "1",
+    reason="breaks cluster behaviour on purpose on a dedicated kind cluster: set SVCCONFORM_BREAK_TESTS=1",
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+SUFFIX = "brk-cip"
+CLUSTER = ClusterSpec(proxy_mode="iptables", cni="kindnet", name_suffix=SUFFIX).cluster_name
+#: One family run: a cluster create (KIND_CREATE_TIMEOUT, 15 min) in the first, then ~10
+#: tests each failing after a 32 s data-plane wait when kube-proxy is gone.
+FAMILY_RUN_TIMEOUT_S = 1500
+#: kubectl patch/wait/rollout on a local kind cluster (upstream e2e's PodStartTimeout, 5 min).
+KUBECTL_TIMEOUT_S = 300
+BREAK_LABEL = "svcconform/break"
+#: Checks that send no traffic: they must keep passing with kube-proxy gone.
+NO_TRAFFIC = {
+    "test_cluster_ip_is_allocated_from_the_service_cidr_and_outside_the_pod_cidr",
+    "test_node_ports_are_allocated_from_the_node_port_range",
+}
+#: Checks judged by a reachability table: their failure must show the mismatching cells.
+TABLES = {
+    "test_every_node_reaches_every_ready_backend_over_tcp",
+    "test_every_node_reaches_every_ready_backend_over_udp",
+    "test_every_port_of_a_multi_port_service_reaches_its_numeric_or_named_target_port",
+    "test_internal_traffic_policy_local_answers_only_from_nodes_with_a_local_endpoint",
+    "test_changing_the_type_to_node_port_and_back_adds_then_removes_the_node_port",
+    "test_every_node_ip_answers_the_tcp_node_port_from_outside_the_cluster",
+    "test_every_node_ip_answers_the_udp_node_port_from_outside_the_cluster",
+    "test_pods_on_every_node_reach_every_node_ip_on_the_tcp_node_port",
+    "test_pods_on_every_node_reach_every_node_ip_on_the_udp_node_port",
+}
+
+
+def run_family(family: str, results_dir: Path) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    env = {**os.environ, "SVCCONFORM_CLUSTER_SUFFIX": SUFFIX}
+    argv = [sys.executable, "-m", "pytest", "suite", "-m", family, "--proxy-mode=iptables", "--cni=kindnet",
+            "--keep-cluster", f"--results-dir={results_dir}", "-p", "no:cacheprovider", "-q"]
+    proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=FAMILY_RUN_TIMEOUT_S, check=False)
+    results_file = results_dir / "iptables-kindnet" / "results.json"
+    assert results_file.is_file(), f"no results.json from {' '.join(argv)}:\n{proc.stdout[-3000:]}{proc.stderr[-2000:]}"
+    return proc, json.loads(results_file.read_text())
+
+
+def outcomes(results: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    return {t["id"].split("::")[-1]: (t["outcome"], t["message"]) for t in results["tests"]}
+
+
+def kubectl(*args: str) -> str:
+    kubeconfig = paths.cache_dir() / "clusters" / CLUSTER / "kubeconfig"
+    proc = subprocess.run([str(find_tool("kubectl")), "--kubeconfig", str(kubeconfig), *args],
+                          capture_output=True, text=True, timeout=KUBECTL_TIMEOUT_S, check=False)
+    assert proc.returncode == 0, f"kubectl {' '.join(args)} failed: {proc.stderr.strip()}"
+    return proc.stdout
+
+
+def flush_kube_proxy_rules(node: str) -> None:
+    """Drop every KUBE-* chain and rule from the node's iptables (kind node = container)."""
+    proc = subprocess.run(["docker", "exec", node, "sh", "-c", "iptables-save | grep -v KUBE | iptables-restore"],
+                          capture_output=True, text=True, timeout=KUBECTL_TIMEOUT_S, check=False)
+    assert proc.returncode == 0, f"flushing kube-proxy rules on {node} failed: {proc.stderr.strip()}"
+    left = subprocess.run(["docker", "exec", node, "sh", "-c", "iptables-save | grep -c KUBE-SVC || true"],
+                          capture_output=True, text=True, timeout=KUBECTL_TIMEOUT_S, check=False)
+    assert left.stdout.strip() == "0", f"KUBE-SVC rules still on {node} after the flush: {left.stdout}"
+
+
+def test_clusterip_and_nodeport_fail_naming_reachability_when_kube_proxy_is_stopped(tmp_path: Path) -> None:
+    baseline, results = run_family("nodeport", tmp_path / "baseline")
+    assert baseline.returncode == 0, f"nodeport family must pass before the break:\n{baseline.stdout[-4000:]}"
+    assert all(o == "passed" for o, _ in outcomes(results).values()), outcomes(results)
+
+    runs: dict[str, dict[str, tuple[str, str]]] = {}
+    procs: dict[str, subprocess.CompletedProcess[str]] = {}
+    try:
+        kubectl("-n", "kube-system", "patch", "daemonset", "kube-proxy", "--type=merge", "-p",
+                json.dumps({"spec": {"template": {"spec": {"nodeSelector": {BREAK_LABEL: "no-kube-proxy"}}}}}))
+        kubectl("-n", "kube-system", "wait", "--for=delete", "pod", "-l", "k8s-app=kube-proxy",
+                f"--timeout={KUBECTL_TIMEOUT_S}s")
+        for node in kubectl("get", "nodes", "-o", "jsonpath={.items[*].metadata.name}").split():
+            flush_kube_proxy_rules(node)
+        for family in ("clusterip", "nodeport"):
+            procs[family], res = run_family(family, tmp_path / family)
+            runs[family] = outcomes(res)
+    finally:
+        kubectl("-n", "kube-system", "patch", "daemonset", "kube-proxy", "--type=json", "-p",
+                json.dumps([{"op": "remove", "path": "/spec/template/spec/nodeSelector/" + BREAK_LABEL.replace("/", "~1")}]))
+        kubectl("-n", "kube-system", "rollout", "status", "daemonset", "kube-proxy", f"--timeout={KUBECTL_TIMEOUT_S}s")
+
+    for family, tests in runs.items():
+        assert procs[family].returncode != 0, f"{family} passed with kube-proxy stopped:\n{procs[family].stdout[-4000:]}"
+        assert tests, f"the {family} run reported no tests"
+        must_fail = set(tests) - NO_TRAFFIC
+        wrong = {n: tests[n] for n in must_fail if tests[n][0] != "failed"}
+        assert not wrong, f"{family}: with kube-proxy stopped these did not fail: {wrong}"
+        for name in set(tests) & NO_TRAFFIC:
+            assert tests[name][0] == "passed", f"{name} sends no traffic, yet: {tests[name]}"
+        unnamed = {n: tests[n][1][:400] for n in must_fail & TABLES if "mismatching cell" not in tests[n][1]}
+        assert not unnamed, f"{family}: reachability failures without their tables: {unnamed}"
+        print("\n".join(f"{family}/{n}: {msg[:1500]}" for n, (_, msg) in sorted(tests.items()) if n in must_fail))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _delete_break_cluster() -> Any:
+    yield
+    if os.environ.get("SVCCONFORM_KEEP_BREAK_CLUSTER") == "1":
+        return
+    subprocess.run([str(find_tool("kind")), "delete", "cluster", "--name", CLUSTER],
+                   capture_output=True, text=True, timeout=KUBECTL_TIMEOUT_S, check=False)
