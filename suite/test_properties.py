@@ -1,0 +1,271 @@
+"""properties: hypothesis-generated Services and endpoint churn, checked on the live cluster.
+
+Each example costs seconds of real cluster work, so the examples are few and derandomised
+(the seed is recorded in results.json; ``--hypothesis-seed`` replaces it), the example
+database is off, and there is no shrink phase: a failure reports the example as generated
+(hypothesis replays it once to print it) together with the expected and observed tables,
+instead of spending minutes shrinking against a cluster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import pytest
+from hypothesis import HealthCheck, Phase, given, seed, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+
+from fixtures import reachability
+from fixtures.churn import delete_pod, wait_backends_match_endpoints
+from fixtures.concurrency import run_matrix
+from fixtures.jig import ServiceJig
+from fixtures.kube import PodInfo
+from fixtures.observations import Unknown
+from fixtures.poll import WaitTimeout, wait_until
+from fixtures.probes import http_get, udp_exchange
+from fixtures.timeouts import ENDPOINTS_TIMEOUT, KUBE_PROXY_ENDPOINT_LAG_TIMEOUT, describe
+
+pytestmark = pytest.mark.properties
+
+#: The seed of every property here unless ``--hypothesis-seed`` gives another.
+PROPERTY_SEED = 20250604
+PORT_SET_EXAMPLES = 4
+CHURN_EXAMPLES = 2
+CHURN_STEPS = 4
+
+#: The backends' container ports (the chart's defaults): netexec HTTP and UDP.
+BACKEND_PORTS = {"TCP": ("http", 8080), "UDP": ("udp", 8081)}
+#: Pod label the churn machine's selectors use (set on every backend at install).
+TIER_LABEL = "svcconform/tier"
+SELECTORS = ("release", "tier-blue", "tier-green")  # default selector; same pods; no pods
+
+
+def property_seed(config: pytest.Config) -> int | str:
+    given_seed = config.getoption("hypothesis_seed", default=None)
+    if given_seed is None:
+        return PROPERTY_SEED
+    return int(given_seed) if str(given_seed).isdigit() else str(given_seed)
+
+
+def live_settings(max_examples: int, **extra: Any) -> settings:
+    """Few derandomised examples, no database, no shrinking, no time limits."""
+    return settings(
+        max_examples=max_examples,
+        derandomize=True,
+        deadline=None,
+        database=None,
+        phases=(Phase.explicit, Phase.generate),
+        suppress_health_check=list(HealthCheck),
+        report_multiple_bugs=False,
+        print_blob=False,
+        **extra,
+    )
+
+
+# --------------------------------------------------------------------------- port sets
+
+PORT_NAMES = st.from_regex(r"[a-z]([a-z0-9-]{0,6}[a-z0-9])?", fullmatch=True)
+PORT_NUMBERS = st.one_of(st.sampled_from([1, 53, 80, 443, 8080, 65535]), st.integers(1, 65535))
+
+
+@st.composite
+def port_sets(draw: st.DrawFn) -> list[dict[str, Any]]:
+    """1-3 Service ports: unique (number, protocol) and names (a lone port may be unnamed),
+    each targeting its protocol's container port by name or by number."""
+    pairs = draw(st.lists(st.tuples(PORT_NUMBERS, st.sampled_from(["TCP", "UDP"])),
+                          min_size=1, max_size=3, unique=True))
+    names = draw(st.lists(PORT_NAMES, min_size=len(pairs), max_size=len(pairs), unique=True))
+    unnamed = len(pairs) == 1 and draw(st.booleans())
+    ports = []
+    for (number, proto), name in zip(pairs, names, strict=True):
+        port_name, container_port = BACKEND_PORTS[proto]
+        target: str | int = port_name if draw(st.booleans()) else container_port
+        port: dict[str, Any] = {"port": number, "protocol": proto, "targetPort": target}
+        if not unnamed:
+            port["name"] = name
+        ports.append(port)
+    return ports
+
+
+def port_label(p: dict[str, Any]) -> str:
+    return f"{p['protocol']} {p['port']} ({p.get('name', 'unnamed')} -> {p['targetPort']})"
+
+
+def check_port_set(jig: ServiceJig, ports: list[dict[str, Any]], nodes: list[str]) -> None:
+    ip = jig.service().cluster_ip
+    assert ip, f"service {jig.namespace}/{jig.name} has no ClusterIP"
+    columns = [port_label(p) for p in ports]
+    title = f"service {jig.namespace}/{jig.name} {ip} ports " + ", ".join(columns)
+    expected = reachability.expected_table(title, nodes, columns, lambda r, c: True)
+    by_label = {port_label(p): p for p in ports}
+    last: list[reachability.Comparison] = []
+
+    def probe(node: str, column: str) -> Any:
+        p = by_label[column]
+        client = jig.client(node)
+        if p["protocol"] == "UDP":
+            return udp_exchange(client, ip, p["port"])
+        return http_get(client, ip, p["port"])
+
+    def check() -> tuple[bool, str]:
+        ready = {e.label for e in jig.endpoints() if e.ready}
+        observed = reachability.Table(title=title, rows=list(nodes), columns=list(columns))
+        for (node, column), obs in run_matrix(nodes, columns, probe).items():
+            if isinstance(obs, Unknown):
+                observed.set(node, column, reachability.Cell.UNKNOWN, note=obs.error)
+                continue
+            answered = bool(obs.ok and obs.backend in ready)
+            cell = reachability.Cell.REACHED if answered else reachability.cell_of(obs)
+            if obs.ok and not answered:  # an answer, but not from a ready backend of this Service
+                cell = reachability.Cell.BLOCKED
+            observed.set(node, column, cell, note=obs.summary() + f"; ready backends {sorted(ready)}",
+                         command=obs.command)
+        last[:] = [reachability.compare(expected, observed)]
+        return last[0].ok, last[0].render()
+
+    try:
+        wait_until(check, timeout=KUBE_PROXY_ENDPOINT_LAG_TIMEOUT, what=title)
+    except WaitTimeout:
+        raise AssertionError(
+            f"not every generated port is reachable as mapped within "
+            f"{describe(KUBE_PROXY_ENDPOINT_LAG_TIMEOUT)}; ports {ports}\n"
+            + (last[0].render() if last else "(no observation)")
+        ) from None
+
+
+def test_generated_service_port_sets_are_reachable_as_mapped_from_every_client(
+    jig, pytestconfig, record_hypothesis_seed
+):
+    the_seed = property_seed(pytestconfig)
+    record_hypothesis_seed(the_seed)
+    j: ServiceJig = jig(backends=2)
+    nodes = list(j.clients())[:2]  # two vantage points are enough for a mapping property
+
+    @seed(the_seed)
+    @live_settings(PORT_SET_EXAMPLES)
+    @given(ports=port_sets())
+    def reachable_as_mapped(ports: list[dict[str, Any]]) -> None:
+        # The whole port set is replaced each example: no example depends on another's ports.
+        j.update(lambda v: v["service"].update(ports=ports), wait=False)
+        check_port_set(j, ports, nodes)
+
+    reachable_as_mapped()
+
+
+# --------------------------------------------------------------------------- churn
+
+
+class EndpointChurn(RuleBasedStateMachine):
+    """Scale, delete pods, flip readiness, change the selector; after convergence the
+    backends reached from each node equal the ready endpoints."""
+
+    jig: ClassVar[ServiceJig]
+    ip: ClassVar[str]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.replicas = 2
+        self.unready: set[str] = set()
+        self.selector = "release"
+
+    # ------------------------------------------------------------------ helpers
+    def live_pods(self) -> list[PodInfo]:
+        return [p for p in self.jig.backend_pods() if not p.terminating]
+
+    def apply(self) -> None:
+        selector = {} if self.selector == "release" else {TIER_LABEL: self.selector.removeprefix("tier-")}
+
+        def tweak(v: dict[str, Any]) -> None:
+            v["backend"]["replicas"] = self.replicas
+            v["service"]["selector"] = selector
+
+        self.jig.update(tweak, wait=False)
+
+    def settle(self) -> None:
+        """Pods as the steps left them, and the EndpointSlices saying so (control plane)."""
+
+        def check() -> tuple[bool, str]:
+            pods = self.live_pods()
+            self.unready &= {p.name for p in pods}
+            wrong = [p.describe() + f" ready={p.ready}" for p in pods
+                     if p.ready == (p.name in self.unready)]
+            want = set() if self.selector == "tier-green" else {
+                p.name for p in pods if p.name not in self.unready}
+            have = {e.label for e in self.jig.endpoints() if e.ready}
+            ok = len(pods) == self.replicas and not wrong and have == want
+            return ok, (f"{len(pods)}/{self.replicas} pods; readiness not yet as set: {wrong}; "
+                        f"ready endpoints {sorted(have)}, want {sorted(want)}")
+
+        wait_until(check, timeout=ENDPOINTS_TIMEOUT,
+                   what=f"backends of {self.jig.namespace}/{self.jig.name} and their EndpointSlices")
+
+    # ------------------------------------------------------------------ rules
+    @initialize()
+    def start_from_two_ready_backends(self) -> None:
+        for pod in self.live_pods():
+            self.jig.set_ready(pod, True)
+        self.apply()
+
+    @rule(replicas=st.integers(1, 4))
+    def scale(self, replicas: int) -> None:
+        self.replicas = replicas
+        self.apply()
+
+    @precondition(lambda self: self.replicas > 0)
+    @rule(which=st.integers(0, 3))
+    def delete_a_pod(self, which: int) -> None:
+        pods = self.live_pods()
+        if pods:
+            victim = pods[which % len(pods)]
+            delete_pod(self.jig.kube, self.jig.namespace, victim.name)
+            self.unready.discard(victim.name)
+
+    @rule(which=st.integers(0, 3))
+    def flip_readiness(self, which: int) -> None:
+        pods = self.live_pods()
+        if pods:
+            pod = pods[which % len(pods)]
+            make_ready = pod.name in self.unready
+            self.jig.set_ready(pod, make_ready)
+            (self.unready.discard if make_ready else self.unready.add)(pod.name)
+
+    @rule(selector=st.sampled_from(SELECTORS))
+    def change_selector(self, selector: str) -> None:
+        self.selector = selector
+        self.apply()
+
+    # ------------------------------------------------------------------ invariant
+    @invariant()
+    def backends_reached_from_each_node_equal_the_ready_endpoints(self) -> None:
+        self.settle()
+        wait_backends_match_endpoints(
+            self.jig, self.ip, 80,
+            title=f"TCP {self.ip}:80 of {self.jig.namespace}/{self.jig.name} "
+                  f"(replicas {self.replicas}, selector {self.selector}, unready {sorted(self.unready)})",
+        )
+
+
+def test_after_endpoint_churn_every_node_reaches_exactly_the_ready_endpoints(
+    jig, pytestconfig, record_hypothesis_seed
+):
+    the_seed = property_seed(pytestconfig)
+    record_hypothesis_seed(the_seed)
+    j: ServiceJig = jig(backends=2, tweak=lambda v: v["backend"].update(podLabels={TIER_LABEL: "blue"}))
+    ip = j.service().cluster_ip
+    assert ip, f"service {j.namespace}/{j.name} has no ClusterIP"
+
+    machine: Callable[[], EndpointChurn] = type(
+        "EndpointChurnOnCluster", (EndpointChurn,), {"jig": j, "ip": ip})
+    run_state_machine_as_test(
+        seed(the_seed)(machine),
+        settings=live_settings(CHURN_EXAMPLES, stateful_step_count=CHURN_STEPS),
+    )
