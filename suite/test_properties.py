@@ -9,11 +9,13 @@ instead of spending minutes shrinking against a cluster.
 
 from __future__ import annotations
 
+import itertools
+import logging
 from collections.abc import Callable
 from typing import Any, ClassVar
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, seed, settings
+from hypothesis import HealthCheck, Phase, example, given, seed, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -25,7 +27,7 @@ from hypothesis.stateful import (
 )
 
 from fixtures import reachability
-from fixtures.churn import delete_pod, wait_backends_match_endpoints
+from fixtures.churn import create_service, delete_pod, delete_service, wait_backends_match_endpoints
 from fixtures.concurrency import run_matrix
 from fixtures.jig import ServiceJig
 from fixtures.kube import PodInfo
@@ -36,10 +38,12 @@ from fixtures.timeouts import ENDPOINTS_TIMEOUT, KUBE_PROXY_ENDPOINT_LAG_TIMEOUT
 
 pytestmark = pytest.mark.properties
 
+log = logging.getLogger("svcconform.properties")
+
 #: The seed of every property here unless ``--hypothesis-seed`` gives another.
 PROPERTY_SEED = 20250604
-PORT_SET_EXAMPLES = 4
-CHURN_EXAMPLES = 2
+PORT_SET_EXAMPLES = 3  # plus one explicit example
+CHURN_EXAMPLES = 3
 CHURN_STEPS = 4
 
 #: The backends' container ports (the chart's defaults): netexec HTTP and UDP.
@@ -47,6 +51,7 @@ BACKEND_PORTS = {"TCP": ("http", 8080), "UDP": ("udp", 8081)}
 #: Pod label the churn machine's selectors use (set on every backend at install).
 TIER_LABEL = "svcconform/tier"
 SELECTORS = ("release", "tier-blue", "tier-green")  # default selector; same pods; no pods
+MAX_REPLICAS = 4
 
 
 def property_seed(config: pytest.Config) -> int | str:
@@ -96,15 +101,22 @@ def port_sets(draw: st.DrawFn) -> list[dict[str, Any]]:
     return ports
 
 
+#: One port number on both protocols, each targeting its container port by name.
+NAMED_SAME_NUMBER = [
+    {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": "http"},
+    {"name": "dns-udp", "port": 53, "protocol": "UDP", "targetPort": "udp"},
+]
+
+
 def port_label(p: dict[str, Any]) -> str:
     return f"{p['protocol']} {p['port']} ({p.get('name', 'unnamed')} -> {p['targetPort']})"
 
 
-def check_port_set(jig: ServiceJig, ports: list[dict[str, Any]], nodes: list[str]) -> None:
-    ip = jig.service().cluster_ip
-    assert ip, f"service {jig.namespace}/{jig.name} has no ClusterIP"
+def check_port_set(jig: ServiceJig, name: str, ports: list[dict[str, Any]], nodes: list[str]) -> None:
+    ip = jig.service(name).cluster_ip
+    assert ip, f"service {jig.namespace}/{name} has no ClusterIP"
     columns = [port_label(p) for p in ports]
-    title = f"service {jig.namespace}/{jig.name} {ip} ports " + ", ".join(columns)
+    title = f"service {jig.namespace}/{name} {ip} ports " + ", ".join(columns)
     expected = reachability.expected_table(title, nodes, columns, lambda r, c: True)
     by_label = {port_label(p): p for p in ports}
     last: list[reachability.Comparison] = []
@@ -117,7 +129,7 @@ def check_port_set(jig: ServiceJig, ports: list[dict[str, Any]], nodes: list[str
         return http_get(client, ip, p["port"])
 
     def check() -> tuple[bool, str]:
-        ready = {e.label for e in jig.endpoints() if e.ready}
+        ready = {e.label for e in jig.endpoints(name) if e.ready}
         observed = reachability.Table(title=title, rows=list(nodes), columns=list(columns))
         for (node, column), obs in run_matrix(nodes, columns, probe).items():
             if isinstance(obs, Unknown):
@@ -149,14 +161,23 @@ def test_generated_service_port_sets_are_reachable_as_mapped_from_every_client(
     record_hypothesis_seed(the_seed)
     j: ServiceJig = jig(backends=2)
     nodes = list(j.clients())[:2]  # two vantage points are enough for a mapping property
+    selector = j.service_object()["spec"]["selector"]
+    examples = itertools.count(1)
 
     @seed(the_seed)
     @live_settings(PORT_SET_EXAMPLES)
     @given(ports=port_sets())
+    @example(ports=NAMED_SAME_NUMBER)  # generation starts simple (numeric targets): cover names too
     def reachable_as_mapped(ports: list[dict[str, Any]]) -> None:
-        # The whole port set is replaced each example: no example depends on another's ports.
-        j.update(lambda v: v["service"].update(ports=ports), wait=False)
-        check_port_set(j, ports, nodes)
+        # A fresh Service per example (same backends and clients): no example inherits another's
+        # ports, and no update merges them (a strategic-merge patch, as helm upgrade sends,
+        # keys Service ports by number alone and folds 53/TCP + 53/UDP into one).
+        name = f"ports-{next(examples)}"
+        create_service(j.kube, j.namespace, {"selector": selector, "ports": ports}, name=name)
+        try:
+            check_port_set(j, name, ports, nodes)
+        finally:
+            delete_service(j.kube, j.namespace, name)
 
     reachable_as_mapped()
 
@@ -188,6 +209,7 @@ class EndpointChurn(RuleBasedStateMachine):
             v["backend"]["replicas"] = self.replicas
             v["service"]["selector"] = selector
 
+        log.info("churn: replicas=%d selector=%s", self.replicas, self.selector)
         self.jig.update(tweak, wait=False)
 
     def settle(self) -> None:
@@ -215,9 +237,11 @@ class EndpointChurn(RuleBasedStateMachine):
             self.jig.set_ready(pod, True)
         self.apply()
 
-    @rule(replicas=st.integers(1, 4))
-    def scale(self, replicas: int) -> None:
-        self.replicas = replicas
+    # Every rule's argument is relative to the current state, so every step is a real change
+    # (hypothesis starts from the simplest choices: absolute values would repeat no-ops).
+    @rule(shift=st.integers(1, 3))
+    def scale(self, shift: int) -> None:
+        self.replicas = (self.replicas - 1 + shift) % MAX_REPLICAS + 1
         self.apply()
 
     @precondition(lambda self: self.replicas > 0)
@@ -226,6 +250,7 @@ class EndpointChurn(RuleBasedStateMachine):
         pods = self.live_pods()
         if pods:
             victim = pods[which % len(pods)]
+            log.info("churn: delete pod %s", victim.name)
             delete_pod(self.jig.kube, self.jig.namespace, victim.name)
             self.unready.discard(victim.name)
 
@@ -235,12 +260,13 @@ class EndpointChurn(RuleBasedStateMachine):
         if pods:
             pod = pods[which % len(pods)]
             make_ready = pod.name in self.unready
+            log.info("churn: mark %s %s", pod.name, "ready" if make_ready else "unready")
             self.jig.set_ready(pod, make_ready)
             (self.unready.discard if make_ready else self.unready.add)(pod.name)
 
-    @rule(selector=st.sampled_from(SELECTORS))
-    def change_selector(self, selector: str) -> None:
-        self.selector = selector
+    @rule(shift=st.integers(1, len(SELECTORS) - 1))
+    def change_selector(self, shift: int) -> None:
+        self.selector = SELECTORS[(SELECTORS.index(self.selector) + shift) % len(SELECTORS)]
         self.apply()
 
     # ------------------------------------------------------------------ invariant
