@@ -121,7 +121,8 @@ class Selectorless:
             ok, text = check()
             if not ok:
                 listed = describe_endpoints(endpoints_from_slices(self.slices()))
-                text += f"\nEndpointSlices of {self.service} now list: {listed}"
+                # first: the tables' reproduce commands are long, and a failure message is capped
+                text = f"EndpointSlices of {self.service} now list: {listed}\n{text}"
             return ok, text
 
         return wait_until(with_slices, timeout=KUBE_PROXY_ENDPOINT_LAG_TIMEOUT, what=title)
