@@ -90,3 +90,10 @@ def test_an_unexpected_backend_or_a_new_expectation_starts_over():
     assert accumulate(frozenset({"a", "b"}), want, frozenset({"a"}), {"a"}) == {"a"}
     assert accumulate(frozenset({"a"}), want, want, None) == {"a"}
     assert accumulate(frozenset({"a"}), want, frozenset({"c"}), None) is None
+
+
+def test_a_stale_answer_in_an_earlier_burst_does_not_outlive_the_stale_rules():
+    want = frozenset({"a"})
+    union = accumulate(None, None, want, {"a", "stale"})  # before kube-proxy caught up
+    assert union == {"a", "stale"}
+    assert accumulate(union, want, want, {"a"}) == {"a"}  # converged: judged on this burst

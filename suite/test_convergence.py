@@ -1,0 +1,395 @@
+"""convergence: how fast the data plane follows Service and endpoint changes, measured.
+
+Black-box: a sampling loop in the client pod on every node (one try every 50 ms, so
+≤100 ms resolution) runs while the test makes the same change a few times; each change
+gives one sample per node: the time from the API request until the tries show its effect
+(:mod:`fixtures.convergence` reads it off the timelines).  Samples are recorded in
+results.json and every one must be within ``--convergence-ceiling``.
+
+White-box: kube-proxy's own histograms (network programming latency and rule-sync
+duration) scraped on every node before and after the family, recorded beside them.
+
+The Service-lifecycle scenario samples a *NodePort* on the client's own node, not a
+ClusterIP: before a Service exists (and after it is gone) nothing on the node handles its
+ClusterIP, so tries would follow the node's default route off this machine; a node port
+without rules is refused by the node itself.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import pytest
+
+from fixtures import convergence
+from fixtures.churn import create_service, delete_pod, delete_service, wait_backends_match_endpoints
+from fixtures.concurrency import Background, run_all
+from fixtures.convergence import Event, Measurement, Outcome
+from fixtures.jig import ServiceJig
+from fixtures.kube import ApiError, Kube
+from fixtures.observations import MetricSamples, Timeline, Unknown
+from fixtures.poll import wait_until
+from fixtures.probes import (
+    NETWORK_PROGRAMMING,
+    SYNC_PROXY_RULES,
+    Vantage,
+    http_get,
+    loopctl,
+    sample_loop,
+    scrape,
+)
+from fixtures.probes.metrics import histogram_delta, summarize
+from fixtures.providers.base import ClusterFacts, Provider
+from fixtures.timeouts import (
+    CONVERGENCE_SAMPLING_WINDOW,
+    ENDPOINTS_TIMEOUT,
+    EXEC_TIMEOUT,
+    KUBE_PROXY_ENDPOINT_LAG_TIMEOUT,
+    NODE_EXEC_TIMEOUT,
+)
+
+pytestmark = pytest.mark.convergence
+
+#: Changes per scenario; each gives one sample per client node (3 nodes: 9 samples).
+CHANGES_PER_SCENARIO = 3
+#: Backends while a scenario runs: pods deleted one at a time leave 2 serving; 3 of 4 pods
+#: turning unready leave 1; scale-up goes 2 -> 3 -> 4 -> 5.
+BACKENDS = 3
+UNREADY_BACKENDS = 4
+SCALE_FROM = 2
+
+
+# --------------------------------------------------------------------------- plumbing
+
+
+def node_vantage(cluster: Provider, node: str) -> Vantage:
+    """Run a command on a kind node (``docker exec``), e.g. to scrape kube-proxy."""
+
+    def run(argv, timeout):  # type: ignore[no-untyped-def]
+        return cluster.node_exec(node, argv, timeout=min(timeout, NODE_EXEC_TIMEOUT))
+
+    return Vantage(run, where=f"node {node}", reproduce_prefix=("docker", "exec", node), node=node)
+
+
+def scrape_all(cluster: Provider, facts: ClusterFacts) -> dict[str, MetricSamples | Unknown]:
+    return run_all({n.name: (lambda n=n.name: scrape(node_vantage(cluster, n))) for n in facts.nodes})
+
+
+class Sampling:
+    """One stoppable sampling loop per client node, each against its own target."""
+
+    def __init__(self, jig: ServiceJig, targets: Mapping[str, tuple[str, int]], tag: str) -> None:
+        self.targets = dict(targets)
+        self.loops = {n: loopctl.stoppable(jig.client(n), tag=tag) for n in self.targets}
+        self.runs: dict[str, Background[Timeline]] = {}
+        self.timelines: list[Timeline] = []
+
+    def _loop(self, node: str) -> Callable[[], Timeline]:
+        host, port = self.targets[node]
+        vantage = self.loops[node].vantage
+        return lambda: sample_loop(vantage, host, port, duration=CONVERGENCE_SAMPLING_WINDOW)
+
+    def __enter__(self) -> Sampling:
+        for node in self.targets:
+            self.runs[node] = Background(self._loop(node), name=f"svcc-loop-{node}").start()
+
+        def all_running() -> tuple[bool, str]:
+            failed = [n for n, r in self.runs.items() if r.done]
+            if failed:
+                self.runs[failed[0]].result(timeout=0)  # re-raises the loop's error
+                return False, f"sampling loop ended early on {failed}"
+            state = run_all({n: (lambda n=n: loopctl.running(self.loops[n])) for n in self.loops})
+            waiting = [n for n, ok in state.items() if ok is not True]
+            return not waiting, f"not yet sampling on {waiting}" if waiting else "sampling on every node"
+
+        try:
+            wait_until(all_running, timeout=EXEC_TIMEOUT, what="the sampling loop in every client pod")
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> list[Timeline]:
+        run_all({n: (lambda n=n: loopctl.stop(self.loops[n])) for n in self.loops})
+        timelines = []
+        for node, run in self.runs.items():
+            try:
+                timelines.append(run.result(timeout=EXEC_TIMEOUT))
+            except Exception as exc:
+                raise AssertionError(f"the sampling loop on {node} gave no timeline: {exc}") from exc
+        self.timelines = timelines
+        return timelines
+
+    def __exit__(self, et: Any, ev: Any, tb: Any) -> None:
+        if not self.timelines:
+            try:
+                self.stop()
+            except AssertionError:
+                if et is None:
+                    raise
+
+
+def cluster_ip(jig: ServiceJig) -> str:
+    ip = jig.service().cluster_ip
+    assert ip, f"service {jig.namespace}/{jig.name} has no ClusterIP"
+    return ip
+
+
+def ready_backend_names(jig: ServiceJig) -> set[str]:
+    return {e.label for e in jig.endpoints() if e.ready}
+
+
+def wait_ready_backends(jig: ServiceJig, what: str, want: Callable[[set[str]], bool],
+                        timeout: float = ENDPOINTS_TIMEOUT) -> set[str]:
+    seen: set[str] = set()
+
+    def check() -> tuple[bool, str]:
+        names = ready_backend_names(jig)
+        seen.clear()
+        seen.update(names)
+        return want(names), "ready endpoints: " + (", ".join(sorted(names)) or "none")
+
+    wait_until(check, timeout=timeout, what=what)
+    return seen
+
+
+def reset(jig: ServiceJig, replicas: int) -> None:
+    """All backends ready, ``replicas`` of them, all in the EndpointSlices."""
+    for pod in jig.backend_pods():
+        if not pod.terminating:
+            jig.set_ready(pod, True)
+    if jig.ready_backend_count() != replicas:
+        jig.scale(replicas, wait=True)
+    wait_ready_backends(jig, f"{replicas} ready endpoints of {jig.namespace}/{jig.name}",
+                        lambda names: len(names) == replicas)
+
+
+def judge(name: str, scenario: str, measurements: list[Measurement], ceiling: float,
+          record: Callable[..., Any]) -> None:
+    """Record the samples (and their resolution) and fail when any is over the ceiling."""
+    record(name, convergence.delays(measurements), unit="s")
+    record(f"{name}.resolution", [m.resolution for m in measurements if m.resolution is not None], unit="s")
+    message = convergence.verdict(scenario, measurements, ceiling)
+    assert message is None, message
+
+
+def events_in_windows(events: list[Event]) -> list[Event]:
+    """Close each event's window at the next change that undoes it (the next event)."""
+    out = []
+    for i, ev in enumerate(events):
+        nxt = events[i + 1].t if i + 1 < len(events) else None
+        out.append(Event(ev.scenario, ev.t, ev.outcome, ev.backend, nxt, ev.label))
+    return out
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def metrics_before(cluster: Provider, cluster_facts: ClusterFacts) -> dict[str, MetricSamples | Unknown]:
+    """kube-proxy's metrics on every node before the family changes anything."""
+    return scrape_all(cluster, cluster_facts)
+
+
+@pytest.fixture(scope="module")
+def conv_jig(metrics_before, module_namespace, kube: Kube, cluster_facts: ClusterFacts) -> ServiceJig:
+    """One Service (HTTP 80) with backends and a client on every node for the module."""
+    return ServiceJig.install(kube, cluster_facts, module_namespace(), name="conv", backends=BACKENDS)
+
+
+# --------------------------------------------------------------------------- black-box
+
+
+def test_a_service_is_served_on_every_node_once_created_and_rejected_once_deleted(
+    conv_jig: ServiceJig, kube: Kube, convergence_ceiling: float, record_measurement
+):
+    jig = conv_jig
+    selector = jig.service_object()["spec"]["selector"]
+    name = "lifecycle"
+    spec: dict[str, Any] = {
+        "type": "NodePort",
+        "selector": selector,
+        "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
+    }
+    _, created = create_service(kube, jig.namespace, spec, name=name)
+    node_port = int(created["spec"]["ports"][0]["nodePort"])
+    spec["ports"][0]["nodePort"] = node_port
+    node_ips = jig.node_ips()
+    targets = {n: (node_ips[n], node_port) for n in jig.clients()}
+
+    def answered(want: bool) -> Callable[[], tuple[bool, str]]:
+        def check() -> tuple[bool, str]:
+            replies = run_all({n: (lambda n=n: http_get(jig.client(n), *targets[n])) for n in targets})
+            got = {n: getattr(r, "reached", None) if not isinstance(r, Unknown) else None
+                   for n, r in replies.items()}
+            wrong = {n: r.summary() for n, r in replies.items() if got[n] is not want}
+            return not wrong, "; ".join(f"{n}: {s}" for n, s in wrong.items()) or "every node as expected"
+        return check
+
+    def recreate() -> float:
+        stamp: list[float] = []
+
+        def attempt() -> tuple[bool, str]:
+            try:
+                t, _ = create_service(kube, jig.namespace, spec, name=name)
+            except ApiError as exc:  # the node port is freed asynchronously after a delete
+                return False, str(exc)
+            stamp.append(t)
+            return True, "created"
+
+        wait_until(attempt, timeout=ENDPOINTS_TIMEOUT, what=f"service {jig.namespace}/{name} re-created "
+                   f"with nodePort {node_port}")
+        return stamp[0]
+
+    wait_until(answered(True), timeout=KUBE_PROXY_ENDPOINT_LAG_TIMEOUT,
+               what=f"NodePort {node_port} of {jig.namespace}/{name} answering on every node")
+    events: list[Event] = []
+    with Sampling(jig, targets, tag="lifecycle") as sampling:
+        for _ in range(CHANGES_PER_SCENARIO):
+            t = delete_service(kube, jig.namespace, name)
+            events.append(Event("service deleted", t, Outcome.REJECTED, label=f"{name} nodePort {node_port}"))
+            wait_until(answered(False), timeout=KUBE_PROXY_ENDPOINT_LAG_TIMEOUT,
+                       what=f"NodePort {node_port} refused on every node after deleting {name}")
+            t = recreate()
+            events.append(Event("service created", t, Outcome.SERVED, label=f"{name} nodePort {node_port}"))
+            wait_until(answered(True), timeout=KUBE_PROXY_ENDPOINT_LAG_TIMEOUT,
+                       what=f"NodePort {node_port} answering on every node after creating {name}")
+        timelines = sampling.stop()
+    windows = events_in_windows(events)
+    created_m = convergence.measure_all(timelines, [e for e in windows if e.outcome is Outcome.SERVED])
+    deleted_m = convergence.measure_all(timelines, [e for e in windows if e.outcome is Outcome.REJECTED])
+    record_measurement("service_created_to_served", convergence.delays(created_m), unit="s")
+    record_measurement("service_deleted_to_rejected", convergence.delays(deleted_m), unit="s")
+    record_measurement("service_lifecycle.resolution",
+                       [m.resolution for m in created_m + deleted_m if m.resolution is not None], unit="s")
+    problems = [m for m in (convergence.verdict("service created -> first success on every node",
+                                                created_m, convergence_ceiling),
+                            convergence.verdict("service deleted -> rejected on every node",
+                                                deleted_m, convergence_ceiling)) if m]
+    assert not problems, "\n".join(problems)
+
+
+def test_traffic_stops_reaching_a_deleted_pod_on_every_node_within_the_ceiling(
+    conv_jig: ServiceJig, kube: Kube, convergence_ceiling: float, record_measurement
+):
+    jig = conv_jig
+    reset(jig, BACKENDS)
+    ip = cluster_ip(jig)
+    events: list[Event] = []
+    with Sampling(jig, dict.fromkeys(jig.clients(), (ip, 80)), tag="poddel") as sampling:
+        for _ in range(CHANGES_PER_SCENARIO):
+            victim = sorted(ready_backend_names(jig))[0]
+            t = delete_pod(kube, jig.namespace, victim)
+            events.append(Event("pod deleted", t, Outcome.GONE, backend=victim))
+            wait_ready_backends(jig, f"{victim} replaced in the endpoints of {jig.namespace}/{jig.name}",
+                                lambda names, v=victim: v not in names and len(names) == BACKENDS)
+        wait_backends_match_endpoints(jig, ip, 80, title=f"TCP {ip}:80 after deleting pods")
+        timelines = sampling.stop()
+    measurements = convergence.measure_all(timelines, events)  # a deleted pod never comes back
+    judge("pod_deleted_to_no_traffic", "pod deleted -> no more traffic to it", measurements,
+          convergence_ceiling, record_measurement)
+
+
+def test_traffic_stops_reaching_a_pod_that_fails_readiness_on_every_node_within_the_ceiling(
+    conv_jig: ServiceJig, convergence_ceiling: float, record_measurement
+):
+    jig = conv_jig
+    reset(jig, UNREADY_BACKENDS)
+    ip = cluster_ip(jig)
+    events: list[Event] = []
+    # No reset afterwards: a failure's diagnostics show the unready pods; the next test resets.
+    with Sampling(jig, dict.fromkeys(jig.clients(), (ip, 80)), tag="unready") as sampling:
+        for _ in range(CHANGES_PER_SCENARIO):  # 3 of 4: one stays ready
+            ready = sorted(ready_backend_names(jig))
+            victim = next(p for p in jig.backend_pods() if p.name == ready[0])
+            t = time.time()
+            jig.set_ready(victim, False)
+            events.append(Event("readiness failed", t, Outcome.GONE, backend=victim.name))
+            gone = victim.name
+            wait_ready_backends(jig, f"{gone} unready in the endpoints of {jig.namespace}/{jig.name}",
+                                lambda names, v=gone: v not in names)
+        wait_backends_match_endpoints(jig, ip, 80, title=f"TCP {ip}:80 after readiness failures")
+        timelines = sampling.stop()
+    measurements = convergence.measure_all(timelines, events)
+    judge("readiness_failed_to_no_traffic", "readiness failed -> no more traffic to the pod",
+          measurements, convergence_ceiling, record_measurement)
+
+
+def test_a_new_backend_receives_traffic_from_every_node_after_scale_up_within_the_ceiling(
+    conv_jig: ServiceJig, convergence_ceiling: float, record_measurement
+):
+    jig = conv_jig
+    reset(jig, SCALE_FROM)
+    ip = cluster_ip(jig)
+    events: list[Event] = []
+    with Sampling(jig, dict.fromkeys(jig.clients(), (ip, 80)), tag="scaleup") as sampling:
+        for step in range(1, CHANGES_PER_SCENARIO + 1):
+            before = {p.name for p in jig.backend_pods()}
+            replicas = SCALE_FROM + step
+            t = time.time()
+            jig.scale(replicas, wait=False)
+            names = wait_ready_backends(jig, f"{replicas} ready endpoints of {jig.namespace}/{jig.name}",
+                                        lambda names, r=replicas: len(names) == r)
+            new = sorted(names - before)
+            assert len(new) == 1, f"scaling to {replicas} should add one backend; endpoints gained {new}"
+            events.append(Event("scale-up", t, Outcome.SERVED, backend=new[0],
+                                label=f"{new[0]} (replicas {replicas - 1} -> {replicas}, incl. pod start)"))
+        wait_backends_match_endpoints(jig, ip, 80, title=f"TCP {ip}:80 after scaling up")
+        timelines = sampling.stop()
+    measurements = convergence.measure_all(timelines, events)  # new backends stay until the end
+    judge("scale_up_to_new_backend_served", "scale-up -> the new backend receives traffic",
+          measurements, convergence_ceiling, record_measurement)
+
+
+# --------------------------------------------------------------------------- white-box
+
+
+def test_kube_proxy_on_every_node_reports_network_programming_within_the_ceiling(
+    conv_jig: ServiceJig, cluster: Provider, metrics_before, convergence_ceiling: float, record_measurement
+):
+    """kube-proxy's histograms over the family (cluster-wide: other tests' changes count too)."""
+    cluster_facts = cluster.facts()
+    after = scrape_all(cluster, cluster_facts)
+    family = "IPv6" if cluster_facts.ip_family == "ipv6" else "IPv4"
+    rows: dict[str, dict[str, dict[str, float | None]]] = {}
+    unscraped = {}
+    for node, result in after.items():
+        before = metrics_before.get(node)
+        if isinstance(result, Unknown) or isinstance(before, Unknown) or before is None:
+            failed = result if isinstance(result, Unknown) else before
+            unscraped[node] = getattr(failed, "error", "no scrape before the family")
+            continue
+        rows[node] = {
+            metric: summarize(histogram_delta(before, result, metric, ip_family=family))
+            for metric in (NETWORK_PROGRAMMING, SYNC_PROXY_RULES)
+        }
+    for metric in (NETWORK_PROGRAMMING, SYNC_PROXY_RULES):
+        for stat, unit in (("count", "count"), ("sum", "s"), ("mean", "s"), ("p50", "s"), ("p90", "s")):
+            values = [v for r in rows.values() if (v := r[metric][stat]) is not None and math.isfinite(v)]
+            record_measurement(f"{metric}.{stat}", values, unit=unit)
+    table = "\n".join(
+        f"  {node}: " + "; ".join(
+            f"{metric.removeprefix('kubeproxy_')}: count {s['count']:g}, mean "
+            + (f"{s['mean']:.3f}s" if s["mean"] is not None else "-")
+            + (f", p90 <= {s['p90']:g}s" if s["p90"] is not None else "")
+            for metric, s in r.items())
+        for node, r in rows.items()
+    )
+    assert not unscraped, (
+        f"kube-proxy metrics ({cluster_facts.proxy_mode}) could not be scraped on {sorted(unscraped)}: "
+        f"{unscraped}; reproduce: docker exec <node> curl -s 127.0.0.1:10249/metrics"
+    )
+    idle = [n for n, r in rows.items() if not r[NETWORK_PROGRAMMING]["count"]]
+    assert not idle, (
+        f"kube-proxy on {idle} recorded no {NETWORK_PROGRAMMING} while this family changed "
+        f"Services and endpoints (it did not program them):\n{table}"
+    )
+    slow = [n for n, r in rows.items() if (r[NETWORK_PROGRAMMING]["mean"] or 0.0) > convergence_ceiling]
+    assert not slow, (
+        f"mean kube-proxy network programming latency on {slow} is over the convergence ceiling "
+        f"{convergence_ceiling:g}s (--convergence-ceiling):\n{table}"
+    )
+
