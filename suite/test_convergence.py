@@ -60,6 +60,8 @@ CHANGES_PER_SCENARIO = 3
 BACKENDS = 3
 UNREADY_BACKENDS = 4
 SCALE_FROM = 2
+#: Consecutive checks (POLL_INTERVAL apart) that must agree before the next change.
+GATE_STREAK = 2
 
 
 # --------------------------------------------------------------------------- plumbing
@@ -221,12 +223,19 @@ def test_a_service_is_served_on_every_node_once_created_and_rejected_once_delete
     targets = {n: (node_ips[n], node_port) for n in jig.clients()}
 
     def answered(want: bool) -> Callable[[], tuple[bool, str]]:
+        """Every node answers (or refuses) on two checks in a row: the change's window then
+        holds tries of the sampling loop made after the data plane changed, even when a
+        loaded node samples only a few times a second."""
+        streak = [0]
+
         def check() -> tuple[bool, str]:
             replies = run_all({n: (lambda n=n: http_get(jig.client(n), *targets[n])) for n in targets})
             got = {n: getattr(r, "reached", None) if not isinstance(r, Unknown) else None
                    for n, r in replies.items()}
             wrong = {n: r.summary() for n, r in replies.items() if got[n] is not want}
-            return not wrong, "; ".join(f"{n}: {s}" for n, s in wrong.items()) or "every node as expected"
+            streak[0] = 0 if wrong else streak[0] + 1
+            detail = "; ".join(f"{n}: {s}" for n, s in wrong.items()) or "every node as expected"
+            return streak[0] >= GATE_STREAK, detail
         return check
 
     def recreate() -> float:
