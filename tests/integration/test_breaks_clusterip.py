@@ -5,14 +5,17 @@ Cluster-wide break, so on a dedicated kind cluster (``SVCCONFORM_CLUSTER_SUFFIX=
 after the other (one cluster create):
 
 1. the nodeport family runs green on the fresh cluster (baseline: the cluster works);
-2. kube-proxy is stopped (its DaemonSet gets a nodeSelector no node matches, its pods go)
-   and its rules are flushed on every node (``iptables-save | grep -v KUBE |
-   iptables-restore``): no ClusterIP or nodePort is translated any more;
+2. kube-proxy is stopped and its rules are flushed on every node (``iptables-save | grep -v
+   KUBE | iptables-restore``): no ClusterIP or nodePort is translated any more.  Its pods
+   must stay (the suite's cluster-ready check waits for a Ready kube-proxy pod per node, so
+   a DaemonSet emptied with a nodeSelector makes every test *error* in setup instead of
+   failing on traffic): the DaemonSet's command becomes an idle shell (kube-proxy has no
+   readiness probe, so the pods are Ready and program nothing);
 3. ``-m clusterip`` then ``-m nodeport`` must FAIL: every check that sends traffic fails,
    the reachability ones with their expected/observed tables (``mismatching cell``);
    the allocation checks (ClusterIP in the service CIDR, nodePorts in range) send no
    traffic and must still pass, so the failures point at the data plane;
-4. the nodeSelector is removed (kube-proxy comes back and re-programs), then the cluster
+4. the command is put back (kube-proxy comes back and re-programs), then the cluster
    is deleted (``SVCCONFORM_KEEP_BREAK_CLUSTER=1`` keeps it).
 
 The nodeport half lives here too (``test_breaks_nodeport.py`` would need its own cluster).
@@ -47,7 +50,9 @@ CLUSTER = ClusterSpec(proxy_mode="iptables", cni="kindnet", name_suffix=SUFFIX).
 FAMILY_RUN_TIMEOUT_S = 1500
 #: kubectl patch/wait/rollout on a local kind cluster (upstream e2e's PodStartTimeout, 5 min).
 KUBECTL_TIMEOUT_S = 300
-BREAK_LABEL = "svcconform/break"
+COMMAND_PATH = "/spec/template/spec/containers/0/command"
+#: What the kube-proxy container runs while broken: idles, exits at once on SIGTERM.
+IDLE = ["/bin/sh", "-c", "trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done"]
 #: Checks that send no traffic: they must keep passing with kube-proxy gone.
 NO_TRAFFIC = {
     "test_cluster_ip_is_allocated_from_the_service_cidr_and_outside_the_pod_cidr",
@@ -90,6 +95,13 @@ def kubectl(*args: str) -> str:
     return proc.stdout
 
 
+def set_command(command: list[str]) -> None:
+    """Replace the kube-proxy container's command and wait for the new pods everywhere."""
+    kubectl("-n", "kube-system", "patch", "daemonset", "kube-proxy", "--type=json", "-p",
+            json.dumps([{"op": "replace", "path": COMMAND_PATH, "value": command}]))
+    kubectl("-n", "kube-system", "rollout", "status", "daemonset", "kube-proxy", f"--timeout={KUBECTL_TIMEOUT_S}s")
+
+
 def flush_kube_proxy_rules(node: str) -> None:
     """Drop every KUBE-* chain and rule from the node's iptables (kind node = container)."""
     proc = subprocess.run(["docker", "exec", node, "sh", "-c", "iptables-save | grep -v KUBE | iptables-restore"],
@@ -107,20 +119,18 @@ def test_clusterip_and_nodeport_fail_naming_reachability_when_kube_proxy_is_stop
 
     runs: dict[str, dict[str, tuple[str, str]]] = {}
     procs: dict[str, subprocess.CompletedProcess[str]] = {}
+    original = json.loads(kubectl("-n", "kube-system", "get", "daemonset", "kube-proxy", "-o",
+                                  "jsonpath={.spec.template.spec.containers[0].command}"))
+    assert "kube-proxy" in (original or [""])[0], f"unexpected kube-proxy command: {original}"
     try:
-        kubectl("-n", "kube-system", "patch", "daemonset", "kube-proxy", "--type=merge", "-p",
-                json.dumps({"spec": {"template": {"spec": {"nodeSelector": {BREAK_LABEL: "no-kube-proxy"}}}}}))
-        kubectl("-n", "kube-system", "wait", "--for=delete", "pod", "-l", "k8s-app=kube-proxy",
-                f"--timeout={KUBECTL_TIMEOUT_S}s")
+        set_command(IDLE)
         for node in kubectl("get", "nodes", "-o", "jsonpath={.items[*].metadata.name}").split():
             flush_kube_proxy_rules(node)
         for family in ("clusterip", "nodeport"):
             procs[family], res = run_family(family, tmp_path / family)
             runs[family] = outcomes(res)
     finally:
-        kubectl("-n", "kube-system", "patch", "daemonset", "kube-proxy", "--type=json", "-p",
-                json.dumps([{"op": "remove", "path": "/spec/template/spec/nodeSelector/" + BREAK_LABEL.replace("/", "~1")}]))
-        kubectl("-n", "kube-system", "rollout", "status", "daemonset", "kube-proxy", f"--timeout={KUBECTL_TIMEOUT_S}s")
+        set_command(original)
 
     for family, tests in runs.items():
         assert procs[family].returncode != 0, f"{family} passed with kube-proxy stopped:\n{procs[family].stdout[-4000:]}"
