@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from images import paths
@@ -77,7 +78,7 @@ def install_engine() -> None:
             raise DockerUnavailable(f"{' '.join(argv)} failed: {p.stderr.strip().splitlines()[-1:]}")
 
 
-def ensure_docker(log=print) -> dict[str, str]:
+def ensure_docker(log: Callable[[str], object] = print) -> dict[str, str]:
     """Make sure a Docker engine answers and can run privileged containers here."""
     info = docker_info()
     wrapper_needed = needs_cap_wrapper()
@@ -112,3 +113,49 @@ def ensure_docker(log=print) -> dict[str, str]:
         time.sleep(0.5)
     tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
     raise DockerUnavailable(f"dockerd did not answer within {DOCKERD_START_TIMEOUT_S:.0f}s: {' | '.join(tail)}")
+
+
+KIND_NETWORK = "kind"
+GUARD_COMMENT = "svcconform: kind nodes talk only to this machine"
+
+
+def kind_bridge(network: str = KIND_NETWORK) -> str | None:
+    """The Linux bridge behind a Docker network (``br-<id12>`` unless named), or None."""
+    p = subprocess.run(
+        ["docker", "network", "inspect", network, "--format",
+         '{{.Id}} {{index .Options "com.docker.network.bridge.name"}}'],
+        capture_output=True, text=True, timeout=30, check=False,
+    )
+    if p.returncode != 0 or not p.stdout.strip():
+        return None
+    net_id, _, name = p.stdout.strip().partition(" ")
+    return name if name and name != "<no value>" else f"br-{net_id[:12]}"
+
+
+def guard_rule(bridge: str) -> list[str]:
+    """DOCKER-USER rule: nothing from the kind network is forwarded off this machine.
+
+    Node-to-node traffic stays on the bridge and traffic to this host goes to INPUT, so
+    neither is affected; what it stops is a packet the cluster failed to translate (e.g.
+    to a ClusterIP while kube-proxy's rules are gone) leaving by the host's default route.
+    """
+    return ["-i", bridge, "!", "-o", bridge, "-m", "comment", "--comment", GUARD_COMMENT,
+            "-j", "REJECT", "--reject-with", "icmp-admin-prohibited"]
+
+
+def guard_kind_network(log: Callable[[str], object] = print) -> bool:
+    """Install the guard for the kind network (idempotent). False when not possible here."""
+    bridge = kind_bridge()
+    if bridge is None or shutil.which("iptables") is None:
+        return False
+    rule = guard_rule(bridge)
+    check = subprocess.run(["iptables", "-C", "DOCKER-USER", *rule], capture_output=True, check=False)
+    if check.returncode == 0:
+        return True
+    add = subprocess.run(["iptables", "-I", "DOCKER-USER", "1", *rule], capture_output=True, text=True,
+                         check=False)
+    if add.returncode != 0:
+        log(f"docker: could not guard {bridge}: {add.stderr.strip()}")
+        return False
+    log(f"docker: traffic from the kind network ({bridge}) is not forwarded off this machine")
+    return True

@@ -199,3 +199,10 @@ def test_ensure_mode_is_a_fallback_not_a_fork():
     assert build.choose_mode("official", set(), never) == "official"
     with pytest.raises(build.BuildError):
         build.choose_mode("sometimes", set(), never)
+
+
+def test_kind_network_guard_rejects_only_traffic_leaving_the_bridge():
+    rule = docker.guard_rule("br-0123456789ab")
+    assert rule[:4] == ["-i", "br-0123456789ab", "!", "-o"]
+    assert rule[4] == "br-0123456789ab"
+    assert rule[-4:] == ["-j", "REJECT", "--reject-with", "icmp-admin-prohibited"]
