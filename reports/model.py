@@ -10,19 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-#: The families, in the order every report shows them (also ``fixtures.spec.FAMILIES``).
-FAMILIES: tuple[str, ...] = (
-    "dns",
-    "env",
-    "clusterip",
-    "nodeport",
-    "etp",
-    "selectorless",
-    "convergence",
-    "properties",
-)
-PROXY_MODES: tuple[str, ...] = ("iptables", "nftables", "ipvs")
-CNIS: tuple[str, ...] = ("kindnet", "calico", "cilium", "flannel")
+from fixtures import spec as _spec
+
+#: The families, in the order every report shows them, the proxy modes and the CNIs: one
+#: source, :mod:`fixtures.spec` (pure constants, no cluster access), named here for reports.
+FAMILIES: tuple[str, ...] = _spec.FAMILIES
+PROXY_MODES: tuple[str, ...] = _spec.PROXY_MODES
+CNIS: tuple[str, ...] = _spec.CNIS
 
 #: ``tests[].outcome`` values; ``error`` (a setup/teardown error) counts as a failure.
 OUTCOMES: tuple[str, ...] = ("passed", "failed", "skipped", "error")
