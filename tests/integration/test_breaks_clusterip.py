@@ -25,31 +25,30 @@ Opt-in: skipped unless ``SVCCONFORM_BREAK_TESTS=1``.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-from fixtures.spec import ClusterSpec
-from fixtures.tools import find_tool
-from images import paths
-
-pytestmark = pytest.mark.skipif(
-    os.environ.get("SVCCONFORM_BREAK_TESTS") != "1",
-    reason="breaks cluster behaviour on purpose on a dedicated kind cluster: set SVCCONFORM_BREAK_TESTS=1",
+from breakkit import (
+    DEDICATED_CLUSTER_REASON,
+    KUBECTL_TIMEOUT_S,
+    DedicatedCluster,
+    cell_results,
+    family_argv,
+    opt_in,
+    outcomes,
+    run_suite,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
-SUFFIX = "brk-cip"
-CLUSTER = ClusterSpec(proxy_mode="iptables", cni="kindnet", name_suffix=SUFFIX).cluster_name
+pytestmark = opt_in(DEDICATED_CLUSTER_REASON)
+
+CLUSTER = DedicatedCluster("brk-cip")
+kubectl = CLUSTER.kubectl
 #: One family run: a cluster create (KIND_CREATE_TIMEOUT, 15 min) in the first, then ~10
 #: tests each failing after a 32 s data-plane wait when kube-proxy is gone.
 FAMILY_RUN_TIMEOUT_S = 1500
-#: kubectl patch/wait/rollout on a local kind cluster (upstream e2e's PodStartTimeout, 5 min).
-KUBECTL_TIMEOUT_S = 300
 COMMAND_PATH = "/spec/template/spec/containers/0/command"
 #: What the kube-proxy container runs while broken: idles, exits at once on SIGTERM.
 IDLE = ["/bin/sh", "-c", "trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done"]
@@ -73,26 +72,9 @@ TABLES = {
 
 
 def run_family(family: str, results_dir: Path) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
-    env = {**os.environ, "SVCCONFORM_CLUSTER_SUFFIX": SUFFIX}
-    argv = [sys.executable, "-m", "pytest", "suite", "-m", family, "--proxy-mode=iptables", "--cni=kindnet",
-            "--keep-cluster", f"--results-dir={results_dir}", "-p", "no:cacheprovider", "-q"]
-    proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=FAMILY_RUN_TIMEOUT_S, check=False)
-    results_file = results_dir / "iptables-kindnet" / "results.json"
-    assert results_file.is_file(), f"no results.json from {' '.join(argv)}:\n{proc.stdout[-3000:]}{proc.stderr[-2000:]}"
-    return proc, json.loads(results_file.read_text())
-
-
-def outcomes(results: dict[str, Any]) -> dict[str, tuple[str, str]]:
-    return {t["id"].split("::")[-1]: (t["outcome"], t["message"]) for t in results["tests"]}
-
-
-def kubectl(*args: str) -> str:
-    kubeconfig = paths.cache_dir() / "clusters" / CLUSTER / "kubeconfig"
-    proc = subprocess.run([str(find_tool("kubectl")), "--kubeconfig", str(kubeconfig), *args],
-                          capture_output=True, text=True, timeout=KUBECTL_TIMEOUT_S, check=False)
-    assert proc.returncode == 0, f"kubectl {' '.join(args)} failed: {proc.stderr.strip()}"
-    return proc.stdout
+    argv = family_argv(family, results_dir)
+    proc = run_suite(argv, env=CLUSTER.env(), timeout=FAMILY_RUN_TIMEOUT_S)
+    return proc, cell_results(results_dir, argv, proc)
 
 
 def set_command(command: list[str]) -> None:
@@ -124,7 +106,7 @@ def test_clusterip_and_nodeport_fail_naming_reachability_when_kube_proxy_is_stop
     assert "kube-proxy" in (original or [""])[0], f"unexpected kube-proxy command: {original}"
     try:
         set_command(IDLE)
-        for node in kubectl("get", "nodes", "-o", "jsonpath={.items[*].metadata.name}").split():
+        for node in CLUSTER.nodes():
             flush_kube_proxy_rules(node)
         for family in ("clusterip", "nodeport"):
             procs[family], res = run_family(family, tmp_path / family)
@@ -146,9 +128,6 @@ def test_clusterip_and_nodeport_fail_naming_reachability_when_kube_proxy_is_stop
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _delete_break_cluster() -> Any:
+def _delete_break_cluster() -> Iterator[None]:
     yield
-    if os.environ.get("SVCCONFORM_KEEP_BREAK_CLUSTER") == "1":
-        return
-    subprocess.run([str(find_tool("kind")), "delete", "cluster", "--name", CLUSTER],
-                   capture_output=True, text=True, timeout=KUBECTL_TIMEOUT_S, check=False)
+    CLUSTER.delete_unless_kept()

@@ -17,57 +17,38 @@ about 8 minutes on a 2-core machine).
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
-import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-from fixtures.spec import ClusterSpec
-from fixtures.tools import find_tool
-from images import paths
-
-pytestmark = pytest.mark.skipif(
-    os.environ.get("SVCCONFORM_BREAK_TESTS") != "1",
-    reason="breaks cluster behaviour on purpose on a dedicated kind cluster: set SVCCONFORM_BREAK_TESTS=1",
+from breakkit import (
+    DEDICATED_CLUSTER_REASON,
+    KUBECTL_TIMEOUT_S,
+    DedicatedCluster,
+    cell_results,
+    family_argv,
+    opt_in,
+    outcomes,
+    run_suite,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
-SUFFIX = "brk-dns"
-CLUSTER = ClusterSpec(proxy_mode="iptables", cni="kindnet", name_suffix=SUFFIX).cluster_name
+pytestmark = opt_in(DEDICATED_CLUSTER_REASON)
+
+CLUSTER = DedicatedCluster("brk-dns")
+kubectl = CLUSTER.kubectl
 #: One family run: a cluster create (KIND_CREATE_TIMEOUT, 15 min) in the first, then the 9
 #: dns tests, each failing only after DNS_PROPAGATION_TIMEOUT (30s) when DNS is down.
 FAMILY_RUN_TIMEOUT_S = 1500
-#: kubectl scale/rollout/wait on a local kind cluster (upstream e2e's PodStartTimeout, 5 min).
-KUBECTL_TIMEOUT_S = 300
 #: The dns tests that must keep passing while CoreDNS is down: they ask no DNS server.
 NO_QUERY_TESTS = {"test_resolv_conf_has_cluster_dns_the_namespace_search_list_and_ndots_5"}
 
 
 def run_family(results_dir: Path) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
-    env = {**os.environ, "SVCCONFORM_CLUSTER_SUFFIX": SUFFIX}
-    argv = [sys.executable, "-m", "pytest", "suite", "-m", "dns", "--proxy-mode=iptables", "--cni=kindnet",
-            "--keep-cluster", f"--results-dir={results_dir}", "-p", "no:cacheprovider", "-q"]
-    proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=FAMILY_RUN_TIMEOUT_S, check=False)
-    results_file = results_dir / "iptables-kindnet" / "results.json"
-    assert results_file.is_file(), f"no results.json from {' '.join(argv)}:\n{proc.stdout[-3000:]}{proc.stderr[-2000:]}"
-    return proc, json.loads(results_file.read_text())
-
-
-def outcomes(results: dict[str, Any]) -> dict[str, tuple[str, str]]:
-    return {t["id"].split("::")[-1]: (t["outcome"], t["message"]) for t in results["tests"]}
-
-
-def kubectl(*args: str) -> str:
-    kubeconfig = paths.cache_dir() / "clusters" / CLUSTER / "kubeconfig"
-    proc = subprocess.run([str(find_tool("kubectl")), "--kubeconfig", str(kubeconfig), *args],
-                          capture_output=True, text=True, timeout=KUBECTL_TIMEOUT_S, check=False)
-    assert proc.returncode == 0, f"kubectl {' '.join(args)} failed: {proc.stderr.strip()}"
-    return proc.stdout
+    argv = family_argv("dns", results_dir)
+    proc = run_suite(argv, env=CLUSTER.env(), timeout=FAMILY_RUN_TIMEOUT_S)
+    return proc, cell_results(results_dir, argv, proc)
 
 
 def test_dns_family_fails_naming_dns_resolution_when_coredns_is_scaled_to_zero(tmp_path: Path) -> None:
@@ -102,9 +83,6 @@ def test_dns_family_fails_naming_dns_resolution_when_coredns_is_scaled_to_zero(t
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _delete_break_cluster() -> Any:
+def _delete_break_cluster() -> Iterator[None]:
     yield
-    if os.environ.get("SVCCONFORM_KEEP_BREAK_CLUSTER") == "1":
-        return
-    subprocess.run([str(find_tool("kind")), "delete", "cluster", "--name", CLUSTER],
-                   capture_output=True, text=True, timeout=KUBECTL_TIMEOUT_S, check=False)
+    CLUSTER.delete_unless_kept()

@@ -23,33 +23,31 @@ about 6 minutes on a 2-core machine).
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import threading
 from pathlib import Path
-from typing import Any
 
-import pytest
-
-from fixtures.spec import FAMILY_LABEL, ClusterSpec
-from fixtures.tools import find_tool
-from images import paths
-
-pytestmark = pytest.mark.skipif(
-    os.environ.get("SVCCONFORM_BREAK_TESTS") != "1",
-    reason="stops kube-proxy on purpose on a dedicated kind cluster: set SVCCONFORM_BREAK_TESTS=1",
+from breakkit import (
+    KUBECTL_TIMEOUT_S,
+    DedicatedCluster,
+    by_test_name,
+    cell_results,
+    family_argv,
+    opt_in,
+    run_suite,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
-SUFFIX = "brk-prop"
-CLUSTER = ClusterSpec(proxy_mode="iptables", cni="kindnet", name_suffix=SUFFIX).cluster_name
+from fixtures.spec import FAMILY_LABEL
+
+pytestmark = opt_in("stops kube-proxy on purpose on a dedicated kind cluster: set SVCCONFORM_BREAK_TESTS=1")
+
+CLUSTER = DedicatedCluster("brk-prop")
+kubectl = CLUSTER.kubectl
+nodes = CLUSTER.nodes
 #: One family run: a cluster create (KIND_CREATE_TIMEOUT, 15 min) in the first; in the
 #: broken one each failing invariant waits KUBE_PROXY_ENDPOINT_LAG_TIMEOUT (32s), twice
 #: (hypothesis replays the failing example to print it).
 FAMILY_RUN_TIMEOUT_S = 1500
-#: kubectl patch/rollout/wait on a local kind cluster (upstream e2e's PodStartTimeout).
-KUBECTL_TIMEOUT_S = 300
 #: How long the freezer waits for the churn Service to appear and be programmed: the run's
 #: own jig install (POD_START_TIMEOUT, 5 min) plus its programming.
 FREEZE_WAIT_S = 360
@@ -58,36 +56,10 @@ NOWHERE = {"svcconform/break": "kube-proxy-frozen"}
 CHURN = "test_after_endpoint_churn_every_node_reaches_exactly_the_ready_endpoints"
 
 
-def kubeconfig() -> Path:
-    return paths.cache_dir() / "clusters" / CLUSTER / "kubeconfig"
-
-
-def kubectl(*args: str, check: bool = True) -> str:
-    proc = subprocess.run([str(find_tool("kubectl")), "--kubeconfig", str(kubeconfig()), *args],
-                          capture_output=True, text=True, timeout=KUBECTL_TIMEOUT_S, check=False)
-    if check:
-        assert proc.returncode == 0, f"kubectl {' '.join(args)} failed: {proc.stderr.strip()}"
-    return proc.stdout
-
-
-def family_argv(results_dir: Path) -> list[str]:
-    return [sys.executable, "-m", "pytest", "suite", "-m", "properties", "-k", "churn",
-            "--proxy-mode=iptables", "--cni=kindnet", "--keep-cluster", f"--results-dir={results_dir}",
-            "-p", "no:cacheprovider", "-q"]
-
-
-def family_env() -> dict[str, str]:
-    return {**os.environ, "SVCCONFORM_CLUSTER_SUFFIX": SUFFIX}
-
-
-def results_of(results_dir: Path, proc_out: str) -> dict[str, Any]:
-    results_file = results_dir / "iptables-kindnet" / "results.json"
-    assert results_file.is_file(), f"no results.json in {results_dir}:\n{proc_out[-3000:]}"
-    return dict(json.loads(results_file.read_text()))
-
-
-def nodes() -> list[str]:
-    return kubectl("get", "nodes", "-o", "jsonpath={.items[*].metadata.name}").split()
+def run_churn(results_dir: Path) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """The churn state machine alone (``-m properties -k churn``) on the break cluster."""
+    argv = family_argv("properties", results_dir, select=("-k", "churn"))
+    return run_suite(argv, env=CLUSTER.env(), timeout=FAMILY_RUN_TIMEOUT_S), argv
 
 
 def churn_cluster_ip() -> str | None:
@@ -153,10 +125,9 @@ def restore() -> None:
 def test_churn_invariant_fails_with_the_tables_when_kube_proxy_is_frozen(tmp_path: Path) -> None:
     try:
         baseline_dir = tmp_path / "baseline"
-        baseline = subprocess.run(family_argv(baseline_dir), cwd=ROOT, env=family_env(), capture_output=True,
-                                  text=True, timeout=FAMILY_RUN_TIMEOUT_S, check=False)
-        results = results_of(baseline_dir, baseline.stdout)
-        outcomes = {t["id"].split("::")[-1]: t["outcome"] for t in results["tests"]}
+        baseline, argv = run_churn(baseline_dir)
+        results = cell_results(baseline_dir, argv, baseline)
+        outcomes = {name: t["outcome"] for name, t in by_test_name(results).items()}
         assert baseline.returncode == 0, f"the churn property must pass before the break:\n{baseline.stdout[-4000:]}"
         assert outcomes == {CHURN: "passed"}, outcomes
 
@@ -164,14 +135,12 @@ def test_churn_invariant_fails_with_the_tables_when_kube_proxy_is_frozen(tmp_pat
         freezer = Freezer()
         freezer.thread.start()
         try:
-            broken = subprocess.run(family_argv(broken_dir), cwd=ROOT, env=family_env(), capture_output=True,
-                                    text=True, timeout=FAMILY_RUN_TIMEOUT_S, check=False)
+            broken, argv = run_churn(broken_dir)
         finally:
             freezer.stop.set()
             freezer.thread.join(timeout=KUBECTL_TIMEOUT_S * 2)
         assert freezer.frozen_ip, f"kube-proxy was never frozen: {freezer.error}\n{broken.stdout[-3000:]}"
-        results = results_of(broken_dir, broken.stdout)
-        tests = {t["id"].split("::")[-1]: t for t in results["tests"]}
+        tests = by_test_name(cell_results(broken_dir, argv, broken))
         churn = tests[CHURN]
         message = churn["message"]
         output = broken.stdout
@@ -184,8 +153,6 @@ def test_churn_invariant_fails_with_the_tables_when_kube_proxy_is_frozen(tmp_pat
         assert "state = EndpointChurnOnCluster()" in output, (
             f"hypothesis must print the failing example:\n{output[-4000:]}")
     finally:
-        if kubeconfig().is_file():
+        if CLUSTER.kubeconfig.is_file():
             restore()
-        if os.environ.get("SVCCONFORM_KEEP_BREAK_CLUSTER") != "1":
-            subprocess.run([str(find_tool("kind")), "delete", "cluster", "--name", CLUSTER],
-                           capture_output=True, text=True, timeout=KUBECTL_TIMEOUT_S, check=False)
+        CLUSTER.delete_unless_kept()
