@@ -9,15 +9,16 @@ really happened.  Namespace-local: ``act`` only touches namespaces of one family
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from breakkit import cluster_kubeconfig, run_kubectl
+
 from fixtures.spec import ClusterSpec
-from fixtures.tools import find_tool
-from images import paths
 
 #: One kubectl call against a local kind API server.
 KUBECTL_TIMEOUT_S = 30
@@ -28,23 +29,26 @@ ACTOR_INTERVAL_S = 0.3
 
 def shared_kubeconfig(proxy_mode: str = "iptables", cni: str = "kindnet") -> Path:
     """The kubeconfig the suite's kind provider writes for the cell's (shared) cluster."""
-    name = ClusterSpec(proxy_mode=proxy_mode, cni=cni).cluster_name
-    return paths.cache_dir() / "clusters" / name / "kubeconfig"
+    return cluster_kubeconfig(ClusterSpec(proxy_mode=proxy_mode, cni=cni).cluster_name)
 
 
 class Kubectl:
     def __init__(self, kubeconfig: Path) -> None:
-        self.argv = [str(find_tool("kubectl")), f"--kubeconfig={kubeconfig}"]
+        self.kubeconfig = kubeconfig
 
     def __call__(self, *args: str, stdin: str | None = None) -> str:
-        proc = subprocess.run([*self.argv, *args], input=stdin, capture_output=True, text=True,
-                              timeout=KUBECTL_TIMEOUT_S, check=False)
+        proc = run_kubectl(self.kubeconfig, args, timeout=KUBECTL_TIMEOUT_S, stdin=stdin)
         if proc.returncode != 0:
             raise RuntimeError(f"kubectl {' '.join(args)}: {proc.stderr.strip()[:500]}")
         return proc.stdout
 
     def items(self, *args: str) -> list[dict[str, Any]]:
         return list(json.loads(self("get", *args, "-o", "json")).get("items") or [])
+
+
+def shared_kubectl() -> Kubectl:
+    """kubectl for the cell's shared cluster (``SVCCONFORM_BREAK_KUBECONFIG`` overrides it)."""
+    return Kubectl(Path(os.environ.get("SVCCONFORM_BREAK_KUBECONFIG", shared_kubeconfig())))
 
 
 class Saboteur:

@@ -13,23 +13,16 @@ about 2-4 minutes on a 2-core machine).
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
-import pytest
+from breakkit import by_test_name, cell_results, family_argv, opt_in, run_suite, shared_cluster_env
 
-pytestmark = pytest.mark.skipif(
-    os.environ.get("SVCCONFORM_BREAK_TESTS") != "1",
-    reason="runs the convergence family with an impossible ceiling on the cell's kind cluster: "
+pytestmark = opt_in(
+    "runs the convergence family with an impossible ceiling on the cell's kind cluster: "
     "set SVCCONFORM_BREAK_TESTS=1",
 )
 
-ROOT = Path(__file__).resolve().parents[2]
 CEILING = "0.001"
 #: One family run on a loaded 2-core machine (its own waits are bounded by
 #: KUBE_PROXY_ENDPOINT_LAG_TIMEOUT per change); creates the cell's cluster if it is missing.
@@ -47,16 +40,9 @@ SAMPLES = re.compile(r"measured samples \[s\]: \[(\d+\.\d+)(, \d+\.\d+)*\]")
 def test_convergence_family_fails_naming_the_ceiling_and_the_samples_when_it_is_too_tight(
     tmp_path: Path,
 ) -> None:
-    argv = [sys.executable, "-m", "pytest", "suite", "-m", "convergence", "--proxy-mode=iptables",
-            "--cni=kindnet", "--keep-cluster", f"--results-dir={tmp_path}",
-            f"--convergence-ceiling={CEILING}", "-p", "no:cacheprovider", "-q"]
-    proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=FAMILY_RUN_TIMEOUT_S,
-                          check=False, env={k: v for k, v in os.environ.items()
-                                            if k != "SVCCONFORM_CLUSTER_SUFFIX"})
-    results_file = tmp_path / "iptables-kindnet" / "results.json"
-    assert results_file.is_file(), f"no results.json from {' '.join(argv)}:\n{proc.stdout[-3000:]}"
-    results: dict[str, Any] = json.loads(results_file.read_text())
-    tests = {t["id"].split("::")[-1]: t for t in results["tests"]}
+    argv = family_argv("convergence", tmp_path, extra=(f"--convergence-ceiling={CEILING}",))
+    proc = run_suite(argv, env=shared_cluster_env(), timeout=FAMILY_RUN_TIMEOUT_S)
+    tests = by_test_name(cell_results(tmp_path, argv, proc))
     assert proc.returncode == 1, f"the family must fail with a {CEILING}s ceiling:\n{proc.stdout[-4000:]}"
     assert set(tests) == {*BLACK_BOX, WHITE_BOX}, sorted(tests)
 

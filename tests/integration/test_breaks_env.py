@@ -19,21 +19,14 @@ Opt-in: skipped unless ``SVCCONFORM_BREAK_TESTS=1``.  Cell options come from
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
-import subprocess
-import sys
 from pathlib import Path
 
-import pytest
+from breakkit import CELL_ARGS, SHARED_CLUSTER_REASON, family_argv, only_results, opt_in, outcomes, run_suite
 
-pytestmark = pytest.mark.skipif(
-    os.environ.get("SVCCONFORM_BREAK_TESTS") != "1",
-    reason="breaks cluster behaviour on purpose (needs a running kind cluster): set SVCCONFORM_BREAK_TESTS=1",
-)
+pytestmark = opt_in(SHARED_CLUSTER_REASON)
 
-ROOT = Path(__file__).resolve().parents[2]
 PLUGIN = "svcc_break_no_service_links"
 PLUGIN_SOURCE = '''
 """Fault injection for tests/integration/test_breaks_env.py: client pods lose service links."""
@@ -61,17 +54,12 @@ MISSING = ("WEB_FRONT_SERVICE_HOST missing", "WEB_FRONT_SERVICE_PORT_HTTP_MAIN m
 
 def test_env_family_fails_naming_missing_variables_when_pods_lose_service_links(tmp_path: Path) -> None:
     (tmp_path / f"{PLUGIN}.py").write_text(PLUGIN_SOURCE)
-    cell_args = shlex.split(os.environ.get("SVCCONFORM_BREAK_ARGS",
-                                           "--proxy-mode=iptables --cni=kindnet --keep-cluster"))
+    cell_args = shlex.split(os.environ.get("SVCCONFORM_BREAK_ARGS", shlex.join(CELL_ARGS)))
     results_dir = tmp_path / "results"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))}
-    argv = [sys.executable, "-m", "pytest", "suite", "-m", "env", "-p", PLUGIN, *cell_args,
-            f"--results-dir={results_dir}", "-p", "no:cacheprovider", "-q"]
-    proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=FAMILY_RUN_TIMEOUT_S, check=False)
-    files = list(results_dir.glob("*/results.json"))
-    assert len(files) == 1, f"expected one results.json from {' '.join(argv)}:\n{proc.stdout[-3000:]}"
-    tests = {t["id"].split("::")[-1]: (t["outcome"], t["message"]) for t in json.loads(files[0].read_text())["tests"]}
+    argv = family_argv("env", results_dir, select=("-p", PLUGIN), cell_args=cell_args)
+    proc = run_suite(argv, env=env, timeout=FAMILY_RUN_TIMEOUT_S)
+    tests = outcomes(only_results(results_dir, argv, proc))
 
     assert proc.returncode != 0, f"env family passed with service links off:\n{proc.stdout[-3000:]}"
     outcome, message = tests[BROKEN_TEST]

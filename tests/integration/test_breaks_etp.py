@@ -19,20 +19,13 @@ Opt-in: skipped unless ``SVCCONFORM_BREAK_TESTS=1`` (needs the cell's running ki
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-import pytest
-from saboteur import Kubectl, Saboteur, in_family, shared_kubeconfig
+from breakkit import SHARED_CLUSTER_REASON, family_argv, only_results, opt_in, outcomes, run_suite
+from saboteur import Kubectl, Saboteur, in_family, shared_kubectl
 
-pytestmark = pytest.mark.skipif(
-    os.environ.get("SVCCONFORM_BREAK_TESTS") != "1",
-    reason="breaks cluster behaviour on purpose (needs a running kind cluster): set SVCCONFORM_BREAK_TESTS=1",
-)
+pytestmark = opt_in(SHARED_CLUSTER_REASON)
 
-ROOT = Path(__file__).resolve().parents[2]
 #: The etp family takes ~20 s; broken, its two Local tests wait out their 32 s timeouts.
 FAMILY_RUN_TIMEOUT_S = 600
 LOCAL_TEST = "test_local_policy_node_port_answers_only_on_nodes_with_a_local_endpoint_and_preserves_the_client_ip"
@@ -54,17 +47,13 @@ def flip_local_to_cluster(kubectl: Kubectl) -> list[str]:
 def test_etp_family_fails_naming_answering_nodes_and_source_ip_when_local_is_flipped_to_cluster(
     tmp_path: Path,
 ) -> None:
-    kubectl = Kubectl(Path(os.environ.get("SVCCONFORM_BREAK_KUBECONFIG", shared_kubeconfig())))
+    kubectl = shared_kubectl()
     results_dir = tmp_path / "results"
-    argv = [sys.executable, "-m", "pytest", "suite", "-m", "etp", "--proxy-mode=iptables", "--cni=kindnet",
-            "--keep-cluster", f"--results-dir={results_dir}", "-p", "no:cacheprovider", "-q"]
+    argv = family_argv("etp", results_dir)
     with Saboteur(kubectl, flip_local_to_cluster) as actor:
-        proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=FAMILY_RUN_TIMEOUT_S,
-                              check=False)
+        proc = run_suite(argv, timeout=FAMILY_RUN_TIMEOUT_S)
     assert actor.actions, f"the actor never flipped a Service (errors: {actor.errors[-3:]}); the break did not happen"
-    files = list(results_dir.glob("*/results.json"))
-    assert len(files) == 1, f"expected one results.json from {' '.join(argv)}:\n{proc.stdout[-3000:]}"
-    tests = {t["id"].split("::")[-1]: (t["outcome"], t["message"]) for t in json.loads(files[0].read_text())["tests"]}
+    tests = outcomes(only_results(results_dir, argv, proc))
 
     assert proc.returncode != 0, f"etp family passed with Local flipped to Cluster:\n{proc.stdout[-3000:]}"
     outcome, message = tests[LOCAL_TEST]

@@ -21,22 +21,15 @@ Opt-in: skipped unless ``SVCCONFORM_BREAK_TESTS=1`` (needs the cell's running ki
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
-from saboteur import Kubectl, Saboteur, in_family, shared_kubeconfig
+from breakkit import SHARED_CLUSTER_REASON, family_argv, only_results, opt_in, outcomes, run_suite
+from saboteur import Kubectl, Saboteur, in_family, shared_kubectl
 
-pytestmark = pytest.mark.skipif(
-    os.environ.get("SVCCONFORM_BREAK_TESTS") != "1",
-    reason="breaks cluster behaviour on purpose (needs a running kind cluster): set SVCCONFORM_BREAK_TESTS=1",
-)
+pytestmark = opt_in(SHARED_CLUSTER_REASON)
 
-ROOT = Path(__file__).resolve().parents[2]
 #: The family takes ~2-3 min; broken, two traffic tests wait out their 32 s timeouts.
 FAMILY_RUN_TIMEOUT_S = 900
 BROKEN = {
@@ -92,17 +85,13 @@ def corrupt_manual_slices(kubectl: Kubectl, mine: dict[tuple[str, str], set[str]
 
 
 def test_selectorless_family_fails_naming_the_endpoints_when_the_manual_slice_is_rewritten(tmp_path: Path) -> None:
-    kubectl = Kubectl(Path(os.environ.get("SVCCONFORM_BREAK_KUBECONFIG", shared_kubeconfig())))
+    kubectl = shared_kubectl()
     results_dir = tmp_path / "results"
-    argv = [sys.executable, "-m", "pytest", "suite", "-m", "selectorless", "--proxy-mode=iptables",
-            "--cni=kindnet", "--keep-cluster", f"--results-dir={results_dir}", "-p", "no:cacheprovider", "-q"]
+    argv = family_argv("selectorless", results_dir)
     with Saboteur(kubectl, CorruptManualSlices()) as actor:
-        proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=FAMILY_RUN_TIMEOUT_S,
-                              check=False)
+        proc = run_suite(argv, timeout=FAMILY_RUN_TIMEOUT_S)
     assert actor.actions, f"the actor never rewrote a slice (errors: {actor.errors[-3:]}); the break did not happen"
-    files = list(results_dir.glob("*/results.json"))
-    assert len(files) == 1, f"expected one results.json from {' '.join(argv)}:\n{proc.stdout[-3000:]}"
-    tests = {t["id"].split("::")[-1]: (t["outcome"], t["message"]) for t in json.loads(files[0].read_text())["tests"]}
+    tests = outcomes(only_results(results_dir, argv, proc))
 
     assert proc.returncode != 0, f"selectorless family passed with its manual slices rewritten:\n{proc.stdout[-3000:]}"
     for name, needles in BROKEN.items():
