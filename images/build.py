@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from images import catalog, paths, versions
+from images import catalog, docker, paths, versions
 
 HERE = Path(__file__).resolve().parent
 NODE_FILES = HERE / "node" / "files"
@@ -353,7 +353,11 @@ class Builder:
 
         def do() -> None:
             if shutil.which("debootstrap") is None:
-                raise BuildError("debootstrap is not installed (apt-get install debootstrap)")
+                log("debian-base: installing Debian's debootstrap")
+                try:
+                    docker.apt_install("debootstrap")
+                except docker.DockerUnavailable as exc:
+                    raise BuildError(str(exc)) from None
             root = self.cache / "rootfs" / f"base-{versions.DEBIAN_SUITE}"
             shutil.rmtree(root, ignore_errors=True)
             root.parent.mkdir(parents=True, exist_ok=True)

@@ -68,14 +68,20 @@ def install_wrapper() -> Path:
     return dest
 
 
-def install_engine() -> None:
-    if os.geteuid() != 0:
-        raise DockerUnavailable("no Docker engine and not root: install Docker (Debian: apt-get install docker.io)")
+def apt_install(*packages: str) -> None:
+    """Install Debian packages (the only outside source besides PyPI and the Go proxy)."""
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        raise DockerUnavailable(f"{', '.join(packages)} missing and cannot be installed here "
+                                f"(needs root and apt-get): install {' '.join(packages)}")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for argv in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "docker.io"]):
-        p = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=900)
+    for argv in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", *packages]):
+        p = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=900, check=False)
         if p.returncode != 0:
             raise DockerUnavailable(f"{' '.join(argv)} failed: {p.stderr.strip().splitlines()[-1:]}")
+
+
+def install_engine() -> None:
+    apt_install("docker.io")
 
 
 def ensure_docker(log: Callable[[str], object] = print) -> dict[str, str]:
