@@ -17,9 +17,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
 
 from images import catalog, docker, paths, versions
 
@@ -74,6 +74,7 @@ def run(argv: list[str], *, cwd: Path | None = None, env: dict[str, str] | None 
     full_env = {**os.environ, **(env or {})}
     proc = subprocess.run(
         argv, cwd=cwd, env=full_env, input=stdin, capture_output=True, timeout=timeout,
+        check=False,
     )
     out = proc.stdout.decode(errors="replace")
     err = proc.stderr.decode(errors="replace")
@@ -124,7 +125,7 @@ class ImageDef:
 def image_defs(cni: str = "kindnet") -> list[ImageDef]:
     """Every image the node preloads, for a cell with ``cni``."""
     k = versions.KUBERNETES
-    defs = [
+    return [
         ImageDef("kube-apiserver", f"registry.k8s.io/kube-apiserver:{k}",
                  (("kube-apiserver", "/usr/local/bin/kube-apiserver"),)),
         ImageDef("kube-controller-manager", f"registry.k8s.io/kube-controller-manager:{k}",
@@ -150,7 +151,6 @@ def image_defs(cni: str = "kindnet") -> list[ImageDef]:
         ImageDef("kindnetd", catalog.KINDNETD_IMAGE, (("kindnetd", "/usr/local/bin/kindnetd"),),
                  packages=("iproute2", "iptables"), entrypoint=("/usr/local/bin/kindnetd",)),
     ]
-    return defs
 
 
 # ---------------------------------------------------------------- go builds
@@ -163,7 +163,7 @@ class GoBuild:
     version: str
     packages: tuple[str, ...]
     outputs: tuple[str, ...]  # binary names `go build` writes (after the package's last element)
-    go_mod: Callable[["Builder"], str] | None = None  # renders go.mod of a wrapper module
+    go_mod: Callable[[Builder], str] | None = None  # renders go.mod of a wrapper module
     require: tuple[str, ...] = ()  # module@version resolved with `go get`
     local_module: Path | None = None  # build from a module in this repo instead
     files: Callable[[Builder], dict[str, str]] | None = None  # extra wrapper-module files
@@ -277,7 +277,8 @@ class Builder:
 
         def do() -> None:
             if shutil.which("go") is None:
-                raise BuildError("go is not installed: the air-gapped build compiles from the Go module proxy")
+                raise BuildError(
+                    "go is not installed: the air-gapped build compiles from the Go module proxy")
             tmp = out.with_name(out.name + ".tmp")
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
@@ -289,7 +290,8 @@ class Builder:
                 if build.go_mod is not None:
                     (moddir / "go.mod").write_text(build.go_mod(self))
                 elif not (moddir / "go.mod").exists():
-                    (moddir / "go.mod").write_text(f"module svcconform.local/{build.name}build\n\ngo 1.24.0\n")
+                    (moddir / "go.mod").write_text(
+                        f"module svcconform.local/{build.name}build\n\ngo 1.24.0\n")
                 for fname, text in (build.files(self) if build.files else {}).items():
                     (moddir / fname).write_text(text)
                 for req in build.require:
@@ -317,13 +319,13 @@ class Builder:
         k = versions.KUBERNETES
         kube = GoBuild(
             "kubernetes", k,
-            tuple(f"k8s.io/kubernetes/cmd/{c}" for c in KUBE_COMMANDS)
-            + ("k8s.io/kubernetes/test/images/agnhost",),
-            KUBE_COMMANDS + ("agnhost",),
+            (*(f"k8s.io/kubernetes/cmd/{c}" for c in KUBE_COMMANDS),
+             "k8s.io/kubernetes/test/images/agnhost"),
+            (*KUBE_COMMANDS, "agnhost"),
             go_mod=lambda b: kube_wrapper_go_mod(b.upstream_go_mod("k8s.io/kubernetes", k), k),
             ldflags=kube_ldflags(k),
         )
-        builds = {
+        return {
             "kubernetes": kube,
             "etcd": GoBuild("etcd", versions.ETCD, ("go.etcd.io/etcd/server/v3",), ("server",),
                             require=(f"go.etcd.io/etcd/server/v3@{versions.ETCD}",)),
@@ -334,7 +336,6 @@ class Builder:
             "kindnetd": GoBuild("kindnetd", "0.1.0", ("./cmd/kindnetd",), ("kindnetd",),
                                 local_module=SRC / "kindnetd"),
         }
-        return builds
 
     # -- docker
     def docker_image_label(self, tag: str, label: str = "svcconform.key") -> str | None:
@@ -437,7 +438,7 @@ COPY bin/ /usr/bin/
 ENV container=docker
 STOPSIGNAL SIGRTMIN+3
 ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]
-"""
+"""  # noqa: E501 (the Dockerfile text is a cache key: keep it stable)
         files: dict[str, Path] = {"files": NODE_FILES}
         for c in ("kubeadm", "kubelet", "kubectl"):
             files[f"bin/{c}"] = kube_bin / c
@@ -468,7 +469,7 @@ ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]
                     imp = subprocess.run(
                         ["docker", "exec", "-i", name, "ctr", "--namespace=k8s.io", "images", "import",
                          "--all-platforms", "--no-unpack", "--digests", "-"],
-                        stdin=save.stdout, capture_output=True, timeout=1800)
+                        stdin=save.stdout, capture_output=True, timeout=1800, check=False)
                 finally:
                     if save.stdout:
                         save.stdout.close()
@@ -487,18 +488,20 @@ ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]
                      "--change", f"LABEL svcconform.key={key}",
                      name, target])
             finally:
-                subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+                subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
 
         self.step(step, key, do, lambda: self.docker_image_label(target) == key)
 
     def _exists(self, container: str) -> bool:
-        return subprocess.run(["docker", "inspect", container], capture_output=True).returncode == 0
+        probe = subprocess.run(["docker", "inspect", container], capture_output=True, check=False)
+        return probe.returncode == 0
 
     def _wait_in(self, container: str, argv: list[str], *, what: str, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         last = ""
         while time.monotonic() < deadline:
-            p = subprocess.run(["docker", "exec", container, *argv], capture_output=True, text=True)
+            p = subprocess.run(["docker", "exec", container, *argv], capture_output=True, text=True,
+                               check=False)
             if p.returncode == 0:
                 return
             last = (p.stderr or p.stdout).strip()
@@ -517,11 +520,15 @@ ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]
              f"-s -w -X github.com/rhysd/actionlint.version={versions.ACTIONLINT}"),
         ):
             key = sha(name, module, ver, ldflags, go_version())
-            self.step(f"tool-{name}", key,
-                      lambda module=module, ver=ver, ldflags=ldflags: run(
-                          ["nice", "go", "install", "-ldflags", ldflags, f"{module}@{ver}"],
-                          env={**self.go_env(), "GOBIN": str(bin_dir), "GOFLAGS": "-trimpath"}),
-                      lambda name=name: (bin_dir / name).exists())
+
+            def install(module: str = module, ver: str = ver, ldflags: str = ldflags) -> None:
+                run(["nice", "go", "install", "-ldflags", ldflags, f"{module}@{ver}"],
+                    env={**self.go_env(), "GOBIN": str(bin_dir), "GOFLAGS": "-trimpath"})
+
+            def installed(name: str = name) -> bool:
+                return (bin_dir / name).exists()
+
+            self.step(f"tool-{name}", key, install, installed)
         if kube_bin is not None:
             src = kube_bin / "kubectl"
             dest = bin_dir / "kubectl"
@@ -567,11 +574,12 @@ ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]
 
 def pull(image: str, timeout: float = 900) -> bool:
     """True when ``image`` is local or could be pulled (i.e. a registry is reachable)."""
-    if subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode == 0:
+    local = subprocess.run(["docker", "image", "inspect", image], capture_output=True, check=False)
+    if local.returncode == 0:
         return True
     try:
         return subprocess.run(["docker", "pull", "-q", image], capture_output=True,
-                              timeout=timeout).returncode == 0
+                              timeout=timeout, check=False).returncode == 0
     except subprocess.TimeoutExpired:
         return False
 

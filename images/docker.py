@@ -48,7 +48,7 @@ def docker_info() -> dict[str, str] | None:
         return None
     p = subprocess.run(
         ["docker", "info", "--format", "{{.ServerVersion}}|{{.DefaultRuntime}}"],
-        capture_output=True, text=True, timeout=30,
+        capture_output=True, text=True, timeout=30, check=False,
     )
     if p.returncode != 0 or "|" not in p.stdout:
         return None
@@ -118,7 +118,8 @@ def ensure_docker(log: Callable[[str], object] = print) -> dict[str, str]:
             return info
         time.sleep(0.5)
     tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
-    raise DockerUnavailable(f"dockerd did not answer within {DOCKERD_START_TIMEOUT_S:.0f}s: {' | '.join(tail)}")
+    raise DockerUnavailable(
+        f"dockerd did not answer within {DOCKERD_START_TIMEOUT_S:.0f}s: {' | '.join(tail)}")
 
 
 KIND_NETWORK = "kind"
