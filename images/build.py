@@ -557,8 +557,9 @@ ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]
             flannel.build(self)
 
 
-    def official(self) -> None:
-        """A machine with registry access: official node/agnhost images, only our client built."""
+    def official(self, cni: str = "kindnet") -> None:
+        """A machine with registry access: the official node and agnhost images; only our
+        client image (and for flannel cells flannel's image) is built, from official Debian."""
         k = versions.KUBERNETES
         kubectl = self.go_build(GoBuild(
             "kubectl", k, ("k8s.io/kubernetes/cmd/kubectl",), ("kubectl",),
@@ -570,6 +571,10 @@ ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]
                           packages=client.packages, cmd=client.cmd)
         run(["docker", "pull", "-q", OFFICIAL_DEBIAN_IMAGE], timeout=900)
         self.docker_build("image-client-official", client.tag, client.dockerfile(), {})
+        if cni == "flannel":
+            from images import flannel
+
+            flannel.build_image(self, base=OFFICIAL_DEBIAN_IMAGE, step="image-flannel-official")
 
 
 def pull(image: str, timeout: float = 900) -> bool:
@@ -618,7 +623,7 @@ def main_build(cni: str, force: bool = False) -> int:
                            catalog.local_docker_images(), pull)
         log(f"mode: {mode}")
         if mode == "official":
-            b.official()
+            b.official(cni)
             log(f"official images in use ({versions.OFFICIAL_NODE_IMAGE}); nothing else to build")
             return 0
         b.airgapped(cni)

@@ -46,10 +46,16 @@ class ImageSet:
     load_images: tuple[str, ...] = ()
     #: (cni, node image) for CNIs whose cells boot from their own node image
     cni_node_images: tuple[tuple[str, str], ...] = ()
+    #: (cni, images) that cells with that CNI also load into their nodes
+    cni_load_images: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     def node_image_for(self, cni: str) -> str:
         """The node image a cell with ``cni`` boots from."""
         return dict(self.cni_node_images).get(cni, self.node_image)
+
+    def load_images_for(self, cni: str) -> tuple[str, ...]:
+        """Local Docker images a cell with ``cni`` loads into its kind nodes."""
+        return self.load_images + dict(self.cni_load_images).get(cni, ())
 
     def cni_unsupported_reason(self, cni: str) -> str | None:
         """Why ``cni`` cannot run with this image set, or None when it can."""
@@ -70,6 +76,8 @@ AIRGAPPED = ImageSet(
     cni_node_images=(("flannel", AIRGAPPED_FLANNEL_NODE_IMAGE),),
 )
 
+# With registry access the official node image is used; our client image (and flannel's, for
+# flannel cells) are still built here, from the official Debian image, and side-loaded.
 OFFICIAL = ImageSet(
     node_image=versions.OFFICIAL_NODE_IMAGE,
     agnhost_image=AGNHOST_IMAGE,
@@ -77,22 +85,38 @@ OFFICIAL = ImageSet(
     kubeadm_patches=(),
     airgapped=False,
     load_images=(CLIENT_IMAGE,),
+    cni_load_images=(("flannel", (FLANNEL_IMAGE,)),),
 )
 
 
 def local_docker_images() -> set[str]:
-    """``repo:tag`` of every image in the local Docker engine (empty if Docker is absent)."""
+    """Every image in the local Docker engine as ``repo:tag`` and, when it came from a
+    registry, ``repo@digest`` (empty if Docker is absent)."""
     docker = shutil.which("docker")
     if not docker:
         return set()
     try:
         out = subprocess.run(
-            [docker, "image", "ls", "--format", "{{.Repository}}:{{.Tag}}"],
+            [docker, "image", "ls", "--digests", "--format",
+             "{{.Repository}}:{{.Tag}} {{.Repository}}@{{.Digest}}"],
             capture_output=True, text=True, timeout=30, check=True,
         ).stdout
     except (OSError, subprocess.SubprocessError):
         return set()
-    return {line.strip() for line in out.splitlines() if line.strip()}
+    return {ref for ref in out.split() if not ref.endswith((":<none>", "@<none>"))}
+
+
+def is_present(ref: str, local_images: set[str]) -> bool:
+    """Whether image ``ref`` is among ``local_images`` (see :func:`local_docker_images`).
+
+    A digest-pinned ``repo:tag@sha256:…`` is present only at that digest: a local tag
+    pointing at another build does not count.
+    """
+    name, _, digest = ref.partition("@")
+    if digest:
+        repo = name.rsplit(":", 1)[0] if ":" in name.rsplit("/", 1)[-1] else name
+        return f"{repo}@{digest}" in local_images
+    return ref in local_images
 
 
 def resolve(local_images: set[str] | None = None, mode: str | None = None) -> ImageSet:
@@ -113,7 +137,7 @@ def resolve(local_images: set[str] | None = None, mode: str | None = None) -> Im
     images = local_docker_images() if local_images is None else local_images
     if AIRGAPPED.node_image in images:
         return AIRGAPPED
-    if OFFICIAL.node_image in images:
+    if is_present(OFFICIAL.node_image, images):
         return OFFICIAL
     raise ImagesMissing(
         f"no kind node image: neither {AIRGAPPED.node_image} nor {OFFICIAL.node_image} is in "

@@ -107,29 +107,36 @@ def upstream_main(builder: Builder) -> str:
     return (Path(info["Dir"]) / "main.go").read_text()
 
 
-def image_def() -> ImageDef:
+def image_def(base: str | None = None) -> ImageDef:
     """``svcconform/flannel:<FLANNEL>``: Debian with the userland flanneld calls (iptables and
-    nftables for masquerading and forwarding rules, iproute2), ``flanneld`` and the plugin."""
-    from images.build import ImageDef
+    nftables for masquerading and forwarding rules, iproute2), ``flanneld`` and the plugin.
+    ``base``: the Debian image to start from (default: our debootstrapped one)."""
+    from images.build import BASE_IMAGE, ImageDef
 
     return ImageDef(
         "flannel", catalog.FLANNEL_IMAGE,
         (("flanneld", FLANNELD_PATH), ("flannel-cni", CNI_PLUGIN_PATH)),
         packages=("iptables", "nftables", "iproute2", "ca-certificates"),
         entrypoint=(FLANNELD_PATH,),
+        base=base or BASE_IMAGE,
     )
+
+
+def build_image(builder: Builder, base: str | None = None, step: str = "image-flannel") -> str:
+    """Build flannel's binaries and ``catalog.FLANNEL_IMAGE`` on ``base``; returns its tag."""
+    builds = go_builds()
+    daemon = builder.go_build(builds["flanneld"]) / "flanneld"
+    plugin = builder.go_build(builds["flannel-cni"]) / "flannel"
+    d = image_def(base)
+    builder.docker_build(step, d.tag, d.dockerfile(), {"flanneld": daemon, "flannel-cni": plugin})
+    return d.tag
 
 
 def build(builder: Builder) -> str:
     """Build flannel's binaries and image, then the flannel node image; returns its tag."""
     from images import build as b
 
-    builds = go_builds()
-    daemon = builder.go_build(builds["flanneld"]) / "flanneld"
-    plugin = builder.go_build(builds["flannel-cni"]) / "flannel"
-    d = image_def()
-    builder.docker_build(f"image-{d.name}", d.tag, d.dockerfile(),
-                         {"flanneld": daemon, "flannel-cni": plugin})
-    builder.node_image([d.tag], b.MANIFESTS / "kindnet.yaml", base=catalog.AIRGAPPED_NODE_IMAGE,
+    tag = build_image(builder)
+    builder.node_image([tag], b.MANIFESTS / "kindnet.yaml", base=catalog.AIRGAPPED_NODE_IMAGE,
                        target=catalog.AIRGAPPED_FLANNEL_NODE_IMAGE, step="node-image-flannel")
     return catalog.AIRGAPPED_FLANNEL_NODE_IMAGE

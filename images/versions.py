@@ -25,5 +25,8 @@ FLANNEL = "v0.28.10"
 FLANNEL_CNI_PLUGINS = "v0.9.1"
 DEBIAN_SUITE = "bookworm"
 
-# What a machine with registry access uses instead (kind v0.30.0's default node image).
-OFFICIAL_NODE_IMAGE = "kindest/node:v1.34.0"
+# What a machine with registry access uses instead: kind v0.30.0's default node image, pinned
+# by digest as kind pins it (node images are only tested at exact digests).
+OFFICIAL_NODE_IMAGE = (
+    "kindest/node:v1.34.0@sha256:7416a61b42b1662ca6ca89f02028ac133a309a2a30ba309614e8ec94d976dc5a"
+)

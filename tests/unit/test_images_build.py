@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from images import build, catalog, docker, versions
+from images import build, catalog, docker, flannel, versions
 
 UPSTREAM_GO_MOD = """module k8s.io/kubernetes
 
@@ -131,9 +132,43 @@ def test_step_is_skipped_when_stamp_matches(tmp_path: Path):
     assert [t["step"] for t in times] == ["s", "s", "s"]
 
 
+# What local_docker_images() lists for kind's node image pulled by digest (docker shows its
+# tag as <none>, so only the repo@digest form is there).
+OFFICIAL_PULLED = {"kindest/node@" + versions.OFFICIAL_NODE_IMAGE.split("@")[1]}
+
+
+def test_official_node_image_is_pinned_by_digest():
+    name, _, digest = versions.OFFICIAL_NODE_IMAGE.partition("@")
+    assert name == "kindest/node:v1.34.0"
+    assert re.fullmatch(r"sha256:[0-9a-f]{64}", digest)
+
+
+def test_is_present_matches_digest_pinned_refs_by_digest_only():
+    ref = versions.OFFICIAL_NODE_IMAGE
+    assert catalog.is_present(ref, OFFICIAL_PULLED)
+    # the same tag from another build is not the pinned image
+    assert not catalog.is_present(ref, {"kindest/node:v1.34.0", "kindest/node@sha256:" + "0" * 64})
+    assert catalog.is_present("svcconform/client:1", {"svcconform/client:1"})
+    assert not catalog.is_present("svcconform/client:1", {"svcconform/client:2"})
+    local = "localhost:5000/kindest/node:v1@sha256:" + "a" * 64
+    assert catalog.is_present(local, {"localhost:5000/kindest/node@sha256:" + "a" * 64})
+
+
+def test_official_flannel_cells_load_flannel_image_built_on_official_debian():
+    assert catalog.OFFICIAL.load_images_for("kindnet") == (catalog.CLIENT_IMAGE,)
+    assert catalog.OFFICIAL.load_images_for("flannel") == (catalog.CLIENT_IMAGE, catalog.FLANNEL_IMAGE)
+    # air-gapped flannel nodes have it preloaded instead
+    assert catalog.AIRGAPPED.load_images_for("flannel") == ()
+    assert flannel.image_def(build.OFFICIAL_DEBIAN_IMAGE).dockerfile().startswith(
+        f"FROM {build.OFFICIAL_DEBIAN_IMAGE}\n")
+    assert flannel.image_def().dockerfile().startswith(f"FROM {build.BASE_IMAGE}\n")
+
+
 def test_catalog_prefers_airgapped_then_official_then_explains():
-    assert catalog.resolve({catalog.AIRGAPPED_NODE_IMAGE, versions.OFFICIAL_NODE_IMAGE}) is catalog.AIRGAPPED
-    assert catalog.resolve({versions.OFFICIAL_NODE_IMAGE}) is catalog.OFFICIAL
+    assert catalog.resolve({catalog.AIRGAPPED_NODE_IMAGE, *OFFICIAL_PULLED}) is catalog.AIRGAPPED
+    assert catalog.resolve(OFFICIAL_PULLED) is catalog.OFFICIAL
+    with pytest.raises(catalog.ImagesMissing, match="tox -e images"):
+        catalog.resolve({"kindest/node:v1.34.0"}, mode="auto")
     with pytest.raises(catalog.ImagesMissing, match="tox -e images"):
         catalog.resolve(set(), mode="auto")
     assert catalog.resolve(set(), mode="official") is catalog.OFFICIAL
