@@ -560,6 +560,13 @@ ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]
     def official(self, cni: str = "kindnet") -> None:
         """A machine with registry access: the official node and agnhost images; only our
         client image (and for flannel cells flannel's image) is built, from official Debian."""
+        # The registry first: when it does not answer, say so before building anything.
+        for image in (versions.OFFICIAL_NODE_IMAGE, OFFICIAL_DEBIAN_IMAGE):
+            why = pull_error(image)
+            if why:
+                raise BuildError(
+                    f"official images requested but {image} cannot be pulled ({why}); unset "
+                    "SVCCONFORM_IMAGES or set it to airgapped to build every image here")
         k = versions.KUBERNETES
         kubectl = self.go_build(GoBuild(
             "kubectl", k, ("k8s.io/kubernetes/cmd/kubectl",), ("kubectl",),
@@ -569,7 +576,6 @@ ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]
         client = next(d for d in image_defs() if d.name == "client")
         client = ImageDef(client.name, client.tag, (), base=OFFICIAL_DEBIAN_IMAGE,
                           packages=client.packages, cmd=client.cmd)
-        run(["docker", "pull", "-q", OFFICIAL_DEBIAN_IMAGE], timeout=900)
         self.docker_build("image-client-official", client.tag, client.dockerfile(), {})
         if cni == "flannel":
             from images import flannel
@@ -577,16 +583,25 @@ ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]
             flannel.build_image(self, base=OFFICIAL_DEBIAN_IMAGE, step="image-flannel-official")
 
 
-def pull(image: str, timeout: float = 900) -> bool:
-    """True when ``image`` is local or could be pulled (i.e. a registry is reachable)."""
+def pull_error(image: str, timeout: float = 900) -> str | None:
+    """None when ``image`` is local or was pulled; else why not (docker's last line)."""
     local = subprocess.run(["docker", "image", "inspect", image], capture_output=True, check=False)
     if local.returncode == 0:
-        return True
+        return None
     try:
-        return subprocess.run(["docker", "pull", "-q", image], capture_output=True,
-                              timeout=timeout, check=False).returncode == 0
+        p = subprocess.run(["docker", "pull", "-q", image], capture_output=True, text=True,
+                           timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
-        return False
+        return f"docker pull {image} timed out after {timeout:.0f}s"
+    if p.returncode == 0:
+        return None
+    lines = (p.stderr or p.stdout).strip().splitlines()
+    return lines[-1] if lines else f"docker pull {image} exited {p.returncode}"
+
+
+def pull(image: str, timeout: float = 900) -> bool:
+    """True when ``image`` is local or could be pulled (i.e. a registry is reachable)."""
+    return pull_error(image, timeout) is None
 
 
 def file_digest(p: Path) -> str:

@@ -248,3 +248,15 @@ def test_kind_network_guard_rejects_only_traffic_leaving_the_bridge():
     assert rule[:4] == ["-i", "br-0123456789ab", "!", "-o"]
     assert rule[4] == "br-0123456789ab"
     assert rule[-4:] == ["-j", "REJECT", "--reject-with", "icmp-admin-prohibited"]
+
+
+def test_official_mode_without_a_registry_fails_before_building(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(build, "pull_error", lambda image: f"Error response from daemon: Get \"https://{image}\": no such host")
+
+    def no_build(*_a, **_k):
+        raise AssertionError("nothing may be built when the registry does not answer")
+
+    monkeypatch.setattr(build.Builder, "go_build", no_build)
+    monkeypatch.setattr(build.Builder, "docker_build", no_build)
+    with pytest.raises(build.BuildError, match=r"kindest/node:v1\.34\.0@sha256:\w+ cannot be pulled .*no such host.*SVCCONFORM_IMAGES"):
+        build.Builder(cache=tmp_path).official("flannel")
