@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -49,6 +50,30 @@ NODE_PACKAGES = (
 
 def log(msg: str) -> None:
     print(f"[images] {msg}", flush=True)
+
+
+class heartbeat:
+    """While the block runs, log ``message()`` every ``every`` seconds (long steps such as the
+    Kubernetes build stay visibly alive; ``every <= 0`` disables it)."""
+
+    def __init__(self, message: Callable[[], str], every: float) -> None:
+        self.message, self.every = message, every
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._beat, daemon=True)
+
+    def _beat(self) -> None:
+        while not self.stop.wait(self.every):
+            log(self.message())
+
+    def __enter__(self) -> heartbeat:
+        if self.every > 0:
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        if self.thread.is_alive():
+            self.thread.join()
 
 
 def sha(*parts: object) -> str:
@@ -226,6 +251,8 @@ class Builder:
     force: bool = False
     started: float = field(default_factory=time.monotonic)
     timings: dict[str, float] = field(default_factory=dict)
+    #: how often a running step says it is still building (seconds; 0: never)
+    heartbeat_s: float = 60.0
 
     # -- bookkeeping
     def stamp_path(self, step: str) -> Path:
@@ -248,7 +275,9 @@ class Builder:
             return False
         log(f"{step}: building ... (total elapsed {self.elapsed()})")
         t0 = time.monotonic()
-        fn()
+        with heartbeat(lambda: f"{step}: still building, {time.monotonic() - t0:.0f}s in "
+                               f"(total elapsed {self.elapsed()})", self.heartbeat_s):
+            fn()
         took = time.monotonic() - t0
         self.timings[step] = round(took, 1)
         p = self.stamp_path(step)

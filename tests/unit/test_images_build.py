@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -260,3 +261,26 @@ def test_official_mode_without_a_registry_fails_before_building(tmp_path: Path, 
     monkeypatch.setattr(build.Builder, "docker_build", no_build)
     with pytest.raises(build.BuildError, match=r"kindest/node:v1\.34\.0@sha256:\w+ cannot be pulled .*no such host.*SVCCONFORM_IMAGES"):
         build.Builder(cache=tmp_path).official("flannel")
+
+
+def test_long_steps_keep_reporting_progress(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                            monkeypatch: pytest.MonkeyPatch):
+    b = build.Builder(cache=tmp_path, heartbeat_s=0.05)
+    gate = threading.Event()
+    # the step returns once the heartbeat has spoken twice (bounded: a broken heartbeat fails)
+    beats = []
+    original = build.log
+
+    def counting_log(msg: str) -> None:
+        original(msg)
+        if "still building" in msg:
+            beats.append(msg)
+            if len(beats) >= 2:
+                gate.set()
+
+    monkeypatch.setattr(build, "log", counting_log)
+    b.step("slow", "k", lambda: None if gate.wait(10) else pytest.fail("no heartbeat in 10 s"))
+    out = capsys.readouterr().out
+    assert "[images] slow: building ..." in out
+    assert "[images] slow: still building, 0s in (total elapsed 0m00s)" in out
+    assert "[images] slow: done in 0s" in out
