@@ -186,6 +186,24 @@ def test_timeline_transitions() -> None:
     assert tl.settled_after(True) is None
 
 
+def test_timeline_first_and_last_match_ok_and_backend() -> None:
+    tl = parse_loop("__svcc_loop__ start=1000\ns 1000 0 a\ns 1050 7 \ns 1100 0 b\ns 1150 0 a\n", target="x")
+    after_a = tl.first(1.05, backend="a")
+    assert after_a is not None
+    assert after_a.t == pytest.approx(1.15)
+    first_ok = tl.first(1.01, ok=True)
+    assert first_ok is not None
+    assert first_ok.backend == "b"
+    assert tl.first(1.01, ok=False, backend="a") is None
+    last_fail = tl.last(ok=False)
+    assert last_fail is not None
+    assert last_fail.t == pytest.approx(1.05)
+    last_any = tl.last()
+    assert last_any is not None
+    assert last_any.t == pytest.approx(1.15)
+    assert tl.last(ok=True, backend="c") is None
+
+
 def test_truncated_loop_output_is_flagged() -> None:
     tl = parse_loop("__svcc_loop__ start=5\ns 5 0 a\n", target="x")
     assert tl.truncated
