@@ -15,10 +15,28 @@ from pathlib import Path
 import pytest
 import requests
 
-from fixtures.observations import ErrorKind, ExecResult, split_host_port
-from fixtures.probes import Vantage, curl_argv, http_get, kubectl_exec_prefix, pod_vantage, udp_argv
+from fixtures.observations import (
+    ConnectResult,
+    DialReply,
+    ErrorKind,
+    ExecResult,
+    HttpReply,
+    UdpReply,
+    split_host_port,
+)
+from fixtures.probes import (
+    EXEC_OVERHEAD_S,
+    Vantage,
+    curl_argv,
+    http_get,
+    kubectl_exec_prefix,
+    pod_vantage,
+    udp_argv,
+)
+from fixtures.probes.traffic import _CURL_WRITE_OUT as curl_write_out
 from fixtures.probes.traffic import (
     AGNHOST_DIAL_TRY_S,
+    CONNECT_TIMEOUT_S,
     classify_exception,
     dial_argv,
     dial_from,
@@ -31,6 +49,7 @@ from fixtures.probes.traffic import (
     tcp_connect,
     udp_exchange,
 )
+from fixtures.probes.udp_socket import udp_from_host
 
 DATA = Path(__file__).parent / "data"
 
@@ -69,6 +88,63 @@ def test_curl_argv_fetches_both_paths_on_one_connection() -> None:
     assert "--fail-early" in argv
     assert argv[-2:] == ["http://10.96.0.5:80/hostname", "http://10.96.0.5:80/clientip"]
     assert curl_argv("fd00::5", 80, ["/hostname"])[-1] == "http://[fd00::5]:80/hostname"
+
+
+def test_curl_argv_and_dial_argv_run_curl_the_way_parse_curl_reads_it() -> None:
+    assert curl_argv("10.96.0.5", 80, connect_timeout=1.5, max_time=4) == [
+        "curl",
+        "-sS",
+        "-v",
+        "--noproxy",
+        "*",
+        "--fail-early",
+        "--connect-timeout",
+        "1.5",
+        "--max-time",
+        "4",
+        "-w",
+        curl_write_out,
+        "http://10.96.0.5:80/hostname",
+        "http://10.96.0.5:80/clientip",
+    ]
+    # /dial: the same curl on one URL, without --fail-early, allowing 3 tries x agnhost's 5 s
+    # plus reaching agnhost (2 s connect + 1 s)
+    same_curl = curl_argv("10.244.1.5", 8080, ["/dial"], connect_timeout=2, max_time=18)
+    dial = dial_argv("10.244.1.5", 8080, "10.96.0.5", 80, tries=3)
+    assert dial[:-1] == [a for a in same_curl[:-1] if a != "--fail-early"]
+
+
+@pytest.mark.parametrize(
+    ("reply", "reached"),
+    [
+        (HttpReply(target="t", ok=False, status=503), True),
+        (HttpReply(target="t", ok=False, error_kind=ErrorKind.RESET), False),
+        (HttpReply(target="t", ok=False, error_kind=ErrorKind.EXEC), None),
+        (UdpReply(target="t", ok=True), True),
+        (UdpReply(target="t", ok=False, error_kind=ErrorKind.NO_REPLY), False),
+        (UdpReply(target="t", ok=False), None),
+        (ConnectResult(target="t", ok=True), True),
+        (ConnectResult(target="t", ok=False, error_kind=ErrorKind.UNREACHABLE), False),
+        (ConnectResult(target="t", ok=False, error_kind=ErrorKind.UNKNOWN), None),
+        (DialReply(via="v", target="t", protocol="http", request="hostname", responses=("b",)), True),
+        (
+            DialReply(via="v", target="t", protocol="udp", request="hostname", error_kind=ErrorKind.TIMEOUT),
+            False,
+        ),
+        (
+            DialReply(via="v", target="t", protocol="http", request="hostname", error_kind=ErrorKind.RESOLVE),
+            None,
+        ),
+        (
+            DialReply(via="v", target="t", protocol="http", request="hostname", error="x", responses=("b",)),
+            None,
+        ),
+    ],
+)
+def test_reached_is_one_rule_for_every_reply(
+    reply: HttpReply | UdpReply | ConnectResult | DialReply, reached: bool | None
+) -> None:
+    assert reply.reached is reached
 
 
 def test_curl_ok_pairs_backend_and_client_address() -> None:
@@ -335,6 +411,52 @@ def test_http_from_host_reset_and_empty_reply() -> None:
     assert http_from_host("127.0.0.1", _serve_once(empty)).error_kind is ErrorKind.EMPTY_REPLY
 
 
+@pytest.fixture
+def udp_agnhostish() -> Iterator[int]:
+    """Answers each ``hostname`` datagram with ``backend-1``, as agnhost's UDP server."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+
+    def run() -> None:
+        while True:
+            try:
+                data, peer = s.recvfrom(4096)
+            except OSError:
+                return
+            if data == b"hostname":
+                s.sendto(b"backend-1\n", peer)
+
+    threading.Thread(target=run, daemon=True).start()
+    yield int(s.getsockname()[1])
+    s.close()
+
+
+def test_udp_from_host_reply_refused_and_silence(udp_agnhostish: int) -> None:
+    r = udp_from_host("127.0.0.1", udp_agnhostish, wait=2)
+    assert r.ok
+    assert r.reply == "backend-1"
+    assert r.backend == "backend-1"
+    assert r.where == "host"
+    assert r.command == f"printf hostname | nc -u -w 2 127.0.0.1 {udp_agnhostish}"
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as closed:
+        closed.bind(("127.0.0.1", 0))
+        closed_port = int(closed.getsockname()[1])
+    refused = udp_from_host("127.0.0.1", closed_port)
+    assert not refused.ok
+    assert refused.error_kind is ErrorKind.REFUSED
+    assert refused.reached is False
+    assert (refused.where, refused.backend, refused.reply) == ("host", None, "")
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        quiet = udp_from_host("127.0.0.1", int(silent.getsockname()[1]), wait=0.2)
+    assert quiet.error_kind is ErrorKind.NO_REPLY
+    assert quiet.error == "no reply within 0.2s"
+    assert quiet.elapsed is not None
+    assert quiet.elapsed >= 0.2
+
+
 def test_tcp_connect(agnhostish: int) -> None:
     assert tcp_connect("127.0.0.1", agnhostish).ok
     closed = tcp_connect("127.0.0.1", _free_port())
@@ -458,7 +580,7 @@ def test_dial_via_an_unreachable_pod_is_unknown() -> None:
 
 def test_dial_from_runner() -> None:
     def fake(argv: Sequence[str], timeout: float) -> ExecResult:
-        assert timeout > AGNHOST_DIAL_TRY_S
+        assert timeout == AGNHOST_DIAL_TRY_S + CONNECT_TIMEOUT_S + 1 + EXEC_OVERHEAD_S
         return curl_ok_with(dial_body("dial_http_ok"))
 
     r = dial_from(Vantage(fake, where="pod ns/client-w1"), "10.244.1.5", 8080, "10.96.0.5", 80)
