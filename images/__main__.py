@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 
 from images import build, catalog, docker, paths
@@ -21,15 +22,31 @@ def unsupported_reason(proxy_mode: str) -> str | None:
     return ipvs_unsupported_reason(HostEnv.detect())
 
 
+def image_sizes() -> dict[str, str]:
+    """``repo:tag`` → Docker's human size for every local image (empty without Docker)."""
+    try:
+        out = subprocess.run(
+            ["docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}\t{{.Size}}"],
+            capture_output=True, text=True, timeout=30, check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    return dict(line.split("\t", 1) for line in out.splitlines() if "\t" in line)
+
+
 def cmd_status() -> int:
-    local = catalog.local_docker_images()
+    sizes = image_sizes()
+
+    def state(ref: str) -> str:
+        return f"present ({sizes[ref]})" if ref in sizes else "missing"
+
     print(f"cache: {paths.cache_dir()}")
     for tool in ("kind", "helm", "kubectl"):
         print(f"tool {tool}: {'present' if paths.tool(tool).exists() else 'missing'} ({paths.tool(tool)})")
     for d in build.image_defs():
-        print(f"image {d.tag}: {'present' if d.tag in local else 'missing'}")
-    print(f"node image {catalog.AIRGAPPED_NODE_IMAGE}: "
-          f"{'present' if catalog.AIRGAPPED_NODE_IMAGE in local else 'missing'}")
+        print(f"image {d.tag}: {state(d.tag)}")
+    for node in (catalog.AIRGAPPED_NODE_IMAGE, catalog.AIRGAPPED_FLANNEL_NODE_IMAGE):
+        print(f"node image {node}: {state(node)}")
     times = paths.cache_dir() / "build-times.jsonl"
     if times.exists():
         last: dict[str, dict] = {}
