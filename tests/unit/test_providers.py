@@ -38,7 +38,7 @@ from fixtures.providers import (
     make_provider,
     nodes_from_api,
 )
-from fixtures.providers.kind import version_from_image
+from fixtures.providers.kind import NodeContainer, parse_node_ips, reuse_problems, version_from_image
 from fixtures.spec import ClusterSpec
 from images import catalog
 
@@ -261,8 +261,22 @@ case "$1 $2" in
   "load docker-image") ;;
 esac
 """)
-        fake_tool(tmp_path / "bin" / "docker", log, 'case "$1" in info) echo 28.0 ;; exec) shift; '
-                                                     'node=$1; shift; echo "ran $* on $node" ;; esac\n')
+        # Node containers as Docker has them: "<name> <state> <address> <kubelet --node-ip>".
+        containers = tmp_path / "node-containers"
+        containers.write_text("".join(f"svcc-iptables-kindnet-{n} running 172.18.0.{i} 172.18.0.{i}\n"
+                                      for i, n in enumerate(("control-plane", "worker", "worker2"), 2)))
+        fake_tool(tmp_path / "bin" / "docker", log, f"""
+case "$1" in
+  info) echo 28.0 ;;
+  ps) [ -s {existing} ] && cut -d' ' -f1 {containers} ;;
+  inspect) grep "^$4 " {containers} | awk '{{print $2 "|sha256:node1|" $3 ","}}' ;;
+  image) echo sha256:node1 ;;
+  exec) shift; node=$1; shift
+    if [ "$2" = /var/lib/kubelet/kubeadm-flags.env ]; then
+      grep "^$node " {containers} | awk '{{print "KUBELET_KUBEADM_ARGS=\\"--node-ip=" $4 " --node-labels=\\""}}'
+    else echo "ran $* on $node"; fi ;;
+esac
+""")
         existing_cluster(api, mode="iptables")
         api.collections["/api/v1/nodes"] = [
             node("svcc-iptables-kindnet-control-plane", "172.18.0.2", control_plane=True),
@@ -306,6 +320,67 @@ def test_kind_up_creates_waits_verifies_and_down_deletes(tmp_path: Path,
     assert not again.created
     assert sum(c.startswith("kind create") for c in log.read_text().splitlines()) == 1
     assert log.read_text().splitlines()[-1].startswith("kind export kubeconfig --name=svcc-iptables-kindnet")
+
+
+def test_a_kept_cluster_whose_nodes_changed_address_is_created_again(
+        tmp_path: Path, fake_kind_env: tuple[FakeApiServer, Path]) -> None:
+    """Docker restarted the node containers and handed out the kind network's addresses anew:
+    the cluster is deleted and created again, not reused half-broken."""
+    _, log = fake_kind_env
+    (tmp_path / "existing-clusters").write_text("svcc-iptables-kindnet\n")
+    (tmp_path / "node-containers").write_text(
+        "svcc-iptables-kindnet-control-plane running 172.18.0.2 172.18.0.2\n"
+        "svcc-iptables-kindnet-worker running 172.18.0.4 172.18.0.3\n"
+        "svcc-iptables-kindnet-worker2 running 172.18.0.3 172.18.0.4\n")
+    provider = kind_provider(ClusterSpec(), tmp_path)
+    provider.up()
+    assert provider.created
+    assert provider.recreated_because == (
+        "node svcc-iptables-kindnet-worker was set up with address 172.18.0.3 but its container now has "
+        "172.18.0.4 (Docker restarted it with another address); node svcc-iptables-kindnet-worker2 was set "
+        "up with address 172.18.0.4 but its container now has 172.18.0.3 (Docker restarted it with another "
+        "address)")
+    kind_calls = [c for c in log.read_text().splitlines() if c.startswith("kind ") and "get clusters" not in c]
+    assert [c.split(" --")[0] for c in kind_calls] == ["kind delete cluster", "kind create cluster"]
+
+
+def test_a_kept_cluster_with_a_stopped_node_is_created_again(
+        tmp_path: Path, fake_kind_env: tuple[FakeApiServer, Path]) -> None:
+    (tmp_path / "existing-clusters").write_text("svcc-iptables-kindnet\n")
+    (tmp_path / "node-containers").write_text(
+        "svcc-iptables-kindnet-control-plane running 172.18.0.2 172.18.0.2\n"
+        "svcc-iptables-kindnet-worker exited 172.18.0.3 172.18.0.3\n"
+        "svcc-iptables-kindnet-worker2 running 172.18.0.4 172.18.0.4\n")
+    provider = kind_provider(ClusterSpec(), tmp_path)
+    provider.up()
+    assert provider.created
+    assert provider.recreated_because == "node container svcc-iptables-kindnet-worker is exited"
+
+
+def test_reuse_problems_name_each_reason() -> None:
+    def c(name: str, state: str = "running", addrs: tuple[str, ...] = ("172.18.0.2",),
+          node_ips: tuple[str, ...] = ("172.18.0.2",), image: str = "sha256:a") -> NodeContainer:
+        return NodeContainer(name, state, addrs, node_ips, image)
+
+    healthy = [c("cp"), c("w1", addrs=("172.18.0.3", "fc00::3"), node_ips=("172.18.0.3", "fc00::3"))]
+    assert reuse_problems(healthy, want_nodes=2, image_id="sha256:a") == []
+    assert reuse_problems(healthy, want_nodes=3) == ["it has 2 node containers, the cell wants 3"]
+    assert reuse_problems([c("cp", node_ips=())], want_nodes=1) == []  # unreadable flags: no verdict
+    assert reuse_problems([c("cp", state="restarting")], want_nodes=1) == ["node container cp is restarting"]
+    assert reuse_problems([c("cp", image="sha256:old")], want_nodes=1, image_id="sha256:new") == [
+        "node cp runs an older node image (sha256:old, current sha256:new)"]
+    assert reuse_problems([c("cp", addrs=())], want_nodes=1) == [
+        "node cp was set up with address 172.18.0.2 but its container now has none "
+        "(Docker restarted it with another address)"]
+
+
+def test_parse_node_ips_reads_the_kubelet_flag() -> None:
+    assert parse_node_ips('KUBELET_KUBEADM_ARGS="--pod-infra-container-image=registry.k8s.io/pause:3.10.1 '
+                          '--node-ip=172.18.0.4 --node-labels= --provider-id=kind://docker/x/y"\n') == (
+        "172.18.0.4",)
+    assert parse_node_ips('KUBELET_KUBEADM_ARGS="--node-ip=172.18.0.4,fc00:f853:ccd:e793::4"') == (
+        "172.18.0.4", "fc00:f853:ccd:e793::4")
+    assert parse_node_ips("KUBELET_KUBEADM_ARGS=\"\"") == ()
 
 
 def test_reused_cluster_with_another_proxy_mode_is_refused(tmp_path: Path,
