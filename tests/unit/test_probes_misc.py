@@ -12,14 +12,18 @@ from pathlib import Path
 
 import pytest
 
+from fixtures.concurrency import Background
 from fixtures.observations import ErrorKind, ExecResult
+from fixtures.poll import wait_until
 from fixtures.probes import (
     NETWORK_PROGRAMMING,
     SYNC_PROXY_RULES,
     ProbeError,
+    Vantage,
     environment,
     histogram_delta,
     loop_argv,
+    loopctl,
     parse_env,
     parse_loop,
     parse_metrics,
@@ -27,6 +31,7 @@ from fixtures.probes import (
     scrape,
 )
 from fixtures.probes.metrics import summarize
+from fixtures.probes.sampling import peek_loop
 
 DATA = Path(__file__).parent / "data"
 
@@ -264,3 +269,49 @@ def test_the_real_loop_sees_a_backend_go_away(backend: socketserver.TCPServer) -
     assert 0.3 < gone.t - tl.started < 1.2
     # resolution under load is shown by the captured loops above; here only sanity
     assert tl.max_gap < 0.5
+
+
+@pytest.mark.skipif(not (shutil.which("curl") and shutil.which("sh")), reason="needs sh and curl")
+def test_the_real_loop_can_be_peeked_while_it_runs_and_stopped(
+    backend: socketserver.TCPServer, tmp_path: Path
+) -> None:
+    """A stoppable loop with its log file: peek_loop reads the tries made so far while the
+    loop runs, stop() ends exactly that loop and removes its PID and log files."""
+    port = int(backend.server_address[1])
+
+    def local(argv: Sequence[str], timeout: float) -> ExecResult:
+        p = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, check=False)
+        # As through a pod's exec: a process ended by a signal exits 128 + signal.
+        rc = 128 - p.returncode if p.returncode < 0 else p.returncode
+        return ExecResult(tuple(argv), rc, p.stdout, p.stderr, where="host")
+
+    loop = loopctl.StoppableLoop(Vantage(local, where="host"), str(tmp_path / "svcc-loop-t.pid"))
+    assert loop.log_file == str(tmp_path / "svcc-loop-t.log")
+    bg = Background(lambda: sample_loop(loop.vantage, "127.0.0.1", port, duration=30,
+                                        log_file=loop.log_file)).start()
+    wait_until(lambda: (loopctl.running(loop), "loop running"), timeout=10, what="the loop to start")
+
+    def seen() -> tuple[bool, str]:
+        tl = peek_loop(local, loop.log_file, "127.0.0.1", port)
+        return tl.first(ok=True, backend="backend-1") is not None, f"{len(tl.samples)} tries"
+
+    wait_until(seen, timeout=10, what="the loop's log to show backend-1")
+    partial = peek_loop(local, loop.log_file, "127.0.0.1", port)
+    assert partial.truncated
+    assert partial.started is not None
+    loopctl.stop(loop)
+    tl = bg.result(timeout=10)
+    assert tl.truncated  # killed: no end marker
+    assert len(tl.samples) >= len(partial.samples) > 0
+    assert tl.samples[: len(partial.samples)] == partial.samples  # the file holds what stdout had
+    assert not Path(loop.pidfile).exists()
+    assert not Path(loop.log_file).exists()
+    with pytest.raises(ProbeError, match="could not read the sampling loop's log"):
+        peek_loop(local, loop.log_file, "127.0.0.1", port)
+
+
+def test_loop_argv_passes_the_log_file_only_when_given() -> None:
+    plain = loop_argv("10.96.0.9", 80, duration=2)
+    logged = loop_argv("10.96.0.9", 80, duration=2, log_file="/tmp/x.log")
+    assert logged == [*plain, "/tmp/x.log"]
+    assert plain[3:] == ["http://10.96.0.9:80/hostname", "2000", "50", "0.08"]
