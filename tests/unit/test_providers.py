@@ -322,39 +322,33 @@ def test_kind_up_creates_waits_verifies_and_down_deletes(tmp_path: Path,
     assert log.read_text().splitlines()[-1].startswith("kind export kubeconfig --name=svcc-iptables-kindnet")
 
 
-def test_a_kept_cluster_whose_nodes_changed_address_is_created_again(
-        tmp_path: Path, fake_kind_env: tuple[FakeApiServer, Path]) -> None:
-    """Docker restarted the node containers and handed out the kind network's addresses anew:
-    the cluster is deleted and created again, not reused half-broken."""
+MOVED = ("node svcc-iptables-kindnet-worker was set up with address 172.18.0.3 but its container now has "
+         "172.18.0.4 (Docker restarted it with another address); node svcc-iptables-kindnet-worker2 was set "
+         "up with address 172.18.0.4 but its container now has 172.18.0.3 (Docker restarted it with another "
+         "address)")
+
+
+@pytest.mark.parametrize(("containers", "because"), [
+    pytest.param("control-plane running 172.18.0.2 172.18.0.2\nworker running 172.18.0.4 172.18.0.3\n"
+                 "worker2 running 172.18.0.3 172.18.0.4\n", MOVED, id="nodes-changed-address"),
+    pytest.param("control-plane running 172.18.0.2 172.18.0.2\nworker exited 172.18.0.3 172.18.0.3\n"
+                 "worker2 running 172.18.0.4 172.18.0.4\n",
+                 "node container svcc-iptables-kindnet-worker is exited", id="node-stopped"),
+])
+def test_a_kept_cluster_that_cannot_work_is_deleted_and_created_again(
+        tmp_path: Path, fake_kind_env: tuple[FakeApiServer, Path], containers: str, because: str) -> None:
+    """E.g. Docker restarted the node containers and handed out the kind network's addresses
+    anew: the cluster is deleted and created again, not reused half-broken."""
     _, log = fake_kind_env
     (tmp_path / "existing-clusters").write_text("svcc-iptables-kindnet\n")
     (tmp_path / "node-containers").write_text(
-        "svcc-iptables-kindnet-control-plane running 172.18.0.2 172.18.0.2\n"
-        "svcc-iptables-kindnet-worker running 172.18.0.4 172.18.0.3\n"
-        "svcc-iptables-kindnet-worker2 running 172.18.0.3 172.18.0.4\n")
+        "".join(f"svcc-iptables-kindnet-{line}\n" for line in containers.splitlines()))
     provider = kind_provider(ClusterSpec(), tmp_path)
     provider.up()
     assert provider.created
-    assert provider.recreated_because == (
-        "node svcc-iptables-kindnet-worker was set up with address 172.18.0.3 but its container now has "
-        "172.18.0.4 (Docker restarted it with another address); node svcc-iptables-kindnet-worker2 was set "
-        "up with address 172.18.0.4 but its container now has 172.18.0.3 (Docker restarted it with another "
-        "address)")
+    assert provider.recreated_because == because
     kind_calls = [c for c in log.read_text().splitlines() if c.startswith("kind ") and "get clusters" not in c]
     assert [c.split(" --")[0] for c in kind_calls] == ["kind delete cluster", "kind create cluster"]
-
-
-def test_a_kept_cluster_with_a_stopped_node_is_created_again(
-        tmp_path: Path, fake_kind_env: tuple[FakeApiServer, Path]) -> None:
-    (tmp_path / "existing-clusters").write_text("svcc-iptables-kindnet\n")
-    (tmp_path / "node-containers").write_text(
-        "svcc-iptables-kindnet-control-plane running 172.18.0.2 172.18.0.2\n"
-        "svcc-iptables-kindnet-worker exited 172.18.0.3 172.18.0.3\n"
-        "svcc-iptables-kindnet-worker2 running 172.18.0.4 172.18.0.4\n")
-    provider = kind_provider(ClusterSpec(), tmp_path)
-    provider.up()
-    assert provider.created
-    assert provider.recreated_because == "node container svcc-iptables-kindnet-worker is exited"
 
 
 def test_reuse_problems_name_each_reason() -> None:
