@@ -269,7 +269,8 @@ esac
 case "$1" in
   info) echo 28.0 ;;
   ps) [ -s {existing} ] && cut -d' ' -f1 {containers} ;;
-  inspect) grep "^$4 " {containers} | awk '{{print $2 "|sha256:node1|" $3 ","}}' ;;
+  inspect) shift 3; for c in "$@"; do
+      grep "^$c " {containers} | awk '{{print "/" $1 "|" $2 "|sha256:node1|" $3 ","}}'; done ;;
   image) echo sha256:node1 ;;
   exec) shift; node=$1; shift
     if [ "$2" = /var/lib/kubelet/kubeadm-flags.env ]; then
