@@ -78,3 +78,12 @@ def test_yaml_round_trips_and_writes_patches_as_blocks() -> None:
     assert yaml.safe_load(text) == config
     assert "- |\n  kind: ClusterConfiguration" in text
     assert text.index("kind: Cluster") < text.index("networking:")  # readable key order
+
+
+@pytest.mark.parametrize(
+    ("nodes", "zones"),
+    [(2, ["zone-a", "zone-b"]), (3, ["zone-a", "zone-a", "zone-b"]), (4, ["zone-a", "zone-a", "zone-b", "zone-b"])],
+)
+def test_nodes_are_labelled_with_two_zones_for_topology_routing(nodes, zones):
+    config = render_kind_config(ClusterSpec(nodes=nodes))["nodes"]
+    assert [n["labels"]["topology.kubernetes.io/zone"] for n in config] == zones
