@@ -131,7 +131,7 @@ def assert_backends(
         )
         return cmp.ok, cmp.render()
 
-    wait_until(check, timeout=KUBE_PROXY_ENDPOINT_LAG_TIMEOUT, what=title)
+    reachability.wait_for_tables(check, timeout=KUBE_PROXY_ENDPOINT_LAG_TIMEOUT, what=title)
 
 
 def test_cluster_ip_is_allocated_from_the_service_cidr_and_outside_the_pod_cidr(shared, kube):
@@ -190,7 +190,7 @@ def test_every_port_of_a_multi_port_service_reaches_its_numeric_or_named_target_
         cmp = reachability.compare(expected, reachability.observed_table(title, observed))
         return cmp.ok, cmp.render()
 
-    wait_until(check, timeout=KUBE_PROXY_ENDPOINT_LAG_TIMEOUT, what=title)
+    reachability.wait_for_tables(check, timeout=KUBE_PROXY_ENDPOINT_LAG_TIMEOUT, what=title)
 
 
 @dataclass(frozen=True)
@@ -271,10 +271,11 @@ def test_a_service_without_endpoints_rejects_connections_promptly(shared):
         ]
         return not bad, f"TCP {svc.cluster_ip}:80 of a Service with no endpoints:\n" + "\n".join(lines)
 
-    wait_until(
+    reachability.wait_for_tables(
         check,
         timeout=KUBE_PROXY_ENDPOINT_LAG_TIMEOUT,
         what=f"service {shared.namespace}/empty to reject connections promptly",
+        problem="not every client was rejected promptly",
     )
 
 
@@ -335,8 +336,11 @@ def test_a_pod_reaches_itself_through_its_own_service_hairpin(single, cluster_fa
             )
         return ok, "hairpin (the only backend dials its own Service):\n" + "\n".join(lines)
 
-    wait_until(
-        check, timeout=KUBE_PROXY_ENDPOINT_LAG_TIMEOUT, what=f"hairpin of {pod.name} through {svc.cluster_ip}"
+    reachability.wait_for_tables(
+        check,
+        timeout=KUBE_PROXY_ENDPOINT_LAG_TIMEOUT,
+        what=f"hairpin of {pod.name} through {svc.cluster_ip}",
+        problem="the backend did not reach itself through its Service",
     )
 
 
@@ -379,7 +383,8 @@ def node_port_table(j: ServiceJig, svc: Service, port: int, *, answering: bool) 
         )
         return cmp.ok, cmp.render()
 
-    wait_until(check, timeout=KUBE_PROXY_SERVICE_SYNC_TIMEOUT, what=f"nodePort {port} {state} on every node")
+    reachability.wait_for_tables(check, timeout=KUBE_PROXY_SERVICE_SYNC_TIMEOUT,
+                                 what=f"nodePort {port} {state} on every node")
 
 
 def test_changing_the_type_to_node_port_and_back_adds_then_removes_the_node_port(single, kube):

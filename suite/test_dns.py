@@ -41,10 +41,9 @@ from fixtures.expectations.model import Endpoint, Service, endpoint_for_pod
 from fixtures.jig import ServiceJig, default_values
 from fixtures.kube import Kube
 from fixtures.observations import Unknown
-from fixtures.poll import WaitTimeout, wait_until
 from fixtures.probes import Vantage, dig, dig_argv, getent, getent_argv, pod_vantage, resolv_conf
 from fixtures.providers.base import ClusterFacts
-from fixtures.timeouts import DNS_PROPAGATION_TIMEOUT, describe
+from fixtures.timeouts import DNS_PROPAGATION_TIMEOUT
 
 pytestmark = pytest.mark.dns
 
@@ -248,16 +247,12 @@ def assert_dns(title: str, plan: Mapping[Client, Sequence[Lookup]]) -> None:
                     table.set(r, c, reachability.Cell.ANY)
         return table
 
-    check = reachability.ReachabilityCheck(expected, observe)
-    try:
-        wait_until(check, timeout=DNS_PROPAGATION_TIMEOUT, what=full_title)
-    except WaitTimeout as exc:
-        tables = check.last.render() if check.last is not None else "(no observation)"
-        error = f"\nlast error: {exc.last_exception}" if exc.last_exception is not None else ""
-        raise AssertionError(
-            f"{full_title}: cluster DNS did not answer as Kubernetes promises within "
-            f"{describe(DNS_PROPAGATION_TIMEOUT)} ({check.tries} observations)\n{tables}{error}"
-        ) from None
+    reachability.wait_for_tables(
+        reachability.ReachabilityCheck(expected, observe),
+        timeout=DNS_PROPAGATION_TIMEOUT,
+        what=full_title,
+        problem="cluster DNS did not answer as Kubernetes promises",
+    )
 
 
 # --------------------------------------------------------------------------- tests

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pytest
 
+from fixtures import reachability
 from fixtures.concurrency import run_all
 from fixtures.expectations.model import Service, TrafficPolicy
 from fixtures.expectations.traffic import health_check_statuses, nodeport_answering_nodes, nodeport_source
@@ -18,7 +19,6 @@ from fixtures.hostnet import source_address_towards
 from fixtures.ingress import IngressExpectation, NodeTry, health_check_report, ingress_report
 from fixtures.jig import ServiceJig, by_node
 from fixtures.observations import HealthCheckReply, Unknown
-from fixtures.poll import wait_until
 from fixtures.probes import health_check, http_from_host
 from fixtures.timeouts import KUBE_PROXY_SERVICE_SYNC_TIMEOUT
 
@@ -139,7 +139,7 @@ def assert_ingress(jig: ServiceJig, service: str, policy: TrafficPolicy) -> None
                 text += f"\n  note: the Service's spec now says externalTrafficPolicy: {live.value}"
         return report.ok, text
 
-    wait_until(check, timeout=KUBE_PROXY_SERVICE_SYNC_TIMEOUT, what=title)
+    reachability.wait_for_tables(check, timeout=KUBE_PROXY_SERVICE_SYNC_TIMEOUT, what=title)
 
 
 def test_cluster_policy_node_port_answers_on_every_node_and_snats_traffic_from_other_nodes(etp):
@@ -174,4 +174,4 @@ def test_health_check_node_port_reports_local_endpoints(etp):
         text += f"\n  reproduce: curl -sS -w ' %{{http_code}}' http://<node IP>:{hc_port}/healthz"
         return not problems, text
 
-    wait_until(check, timeout=KUBE_PROXY_SERVICE_SYNC_TIMEOUT, what=title)
+    reachability.wait_for_tables(check, timeout=KUBE_PROXY_SERVICE_SYNC_TIMEOUT, what=title)

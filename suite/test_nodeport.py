@@ -15,7 +15,6 @@ from fixtures.expectations.clusterip import node_port_presence_problems
 from fixtures.expectations.model import Service, TrafficPolicy
 from fixtures.expectations.traffic import nodeport_answering_nodes
 from fixtures.jig import ServiceJig, tweaks
-from fixtures.poll import wait_until
 from fixtures.servicetraffic import node_column, node_port_from_clients, node_port_from_host
 from fixtures.timeouts import KUBE_PROXY_ENDPOINT_LAG_TIMEOUT
 
@@ -69,7 +68,7 @@ def assert_node_port_table(jig: ServiceJig, protocol: str, *, from_host: bool) -
         cmp = reachability.compare(expected, reachability.observed_table(title, results))
         return cmp.ok, cmp.render()
 
-    wait_until(check, timeout=KUBE_PROXY_ENDPOINT_LAG_TIMEOUT, what=title)
+    reachability.wait_for_tables(check, timeout=KUBE_PROXY_ENDPOINT_LAG_TIMEOUT, what=title)
 
 
 def test_node_ports_are_allocated_from_the_node_port_range(nodeport, kube):

@@ -32,9 +32,9 @@ from fixtures.concurrency import run_matrix
 from fixtures.jig import ServiceJig
 from fixtures.kube import PodInfo
 from fixtures.observations import Unknown
-from fixtures.poll import WaitTimeout, wait_until
+from fixtures.poll import wait_until
 from fixtures.probes import http_get, udp_exchange
-from fixtures.timeouts import ENDPOINTS_TIMEOUT, KUBE_PROXY_ENDPOINT_LAG_TIMEOUT, describe
+from fixtures.timeouts import ENDPOINTS_TIMEOUT, KUBE_PROXY_ENDPOINT_LAG_TIMEOUT
 
 pytestmark = pytest.mark.properties
 
@@ -144,14 +144,12 @@ def check_port_set(jig: ServiceJig, name: str, ports: list[dict[str, Any]], node
         last[:] = [reachability.compare(expected, observed)]
         return last[0].ok, last[0].render()
 
-    try:
-        wait_until(check, timeout=KUBE_PROXY_ENDPOINT_LAG_TIMEOUT, what=title)
-    except WaitTimeout:
-        raise AssertionError(
-            f"not every generated port is reachable as mapped within "
-            f"{describe(KUBE_PROXY_ENDPOINT_LAG_TIMEOUT)}; ports {ports}\n"
-            + (last[0].render() if last else "(no observation)")
-        ) from None
+    reachability.wait_for_tables(
+        check,
+        timeout=KUBE_PROXY_ENDPOINT_LAG_TIMEOUT,
+        what=f"{title}; ports {ports}",
+        problem="not every generated port is reachable as mapped",
+    )
 
 
 def test_generated_service_port_sets_are_reachable_as_mapped_from_every_client(

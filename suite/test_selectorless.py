@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from fixtures import charts
+from fixtures import charts, reachability
 from fixtures.backendmatrix import backend_check
 from fixtures.expectations.model import Endpoint, endpoints_from_slices
 from fixtures.expectations.slices import (
@@ -125,7 +125,7 @@ class Selectorless:
                 text = f"EndpointSlices of {self.service} now list: {listed}\n{text}"
             return ok, text
 
-        return wait_until(with_slices, timeout=KUBE_PROXY_ENDPOINT_LAG_TIMEOUT, what=title)
+        return reachability.wait_for_tables(with_slices, timeout=KUBE_PROXY_ENDPOINT_LAG_TIMEOUT, what=title)
 
 
 def test_traffic_to_a_selectorless_service_reaches_exactly_the_manual_endpointslice_addresses(

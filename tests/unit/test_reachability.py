@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from fixtures import reachability
 from fixtures.expectations import Endpoint, TrafficPolicy, backend_matrix, nodeport_answering_nodes
 from fixtures.observations import ErrorKind, HttpReply, Unknown
 from fixtures.reachability import (
@@ -137,3 +140,33 @@ def test_reachability_check_records_every_try() -> None:
     assert check.tries == 2
     assert check.last is not None
     assert check.last.ok
+
+
+def test_wait_for_tables_keeps_the_rendered_tables_line_by_line_on_timeout():
+    table = "TCP 10.96.0.5:80 (. reached)\nexpected    observed\nnode-a .    node-a X"
+
+    def check():
+        return False, table
+
+    with pytest.raises(reachability.TablesMismatch) as err:
+        reachability.wait_for_tables(check, timeout=0, what="TCP 10.96.0.5:80", problem="no match")
+    text = str(err.value)
+    first, *rest = text.splitlines()
+    assert first.startswith("TCP 10.96.0.5:80: no match within ")
+    assert "(1 observations)" in first
+    assert "\n".join(rest) == table
+    assert isinstance(err.value, AssertionError)
+
+
+def test_wait_for_tables_reports_the_last_error_and_returns_once_the_tables_match():
+    calls = []
+
+    def flaky():
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("exec failed")
+        return True, "tables match"
+
+    assert reachability.wait_for_tables(flaky, timeout=5, interval=0.01, what="w") >= 0
+    with pytest.raises(reachability.TablesMismatch, match=r"last error: RuntimeError: boom"):
+        reachability.wait_for_tables(lambda: (_ for _ in ()).throw(RuntimeError("boom")), timeout=0, what="w")
