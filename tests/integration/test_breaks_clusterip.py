@@ -25,6 +25,7 @@ Opt-in: skipped unless ``SVCCONFORM_BREAK_TESTS=1``.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -124,6 +125,11 @@ def test_clusterip_and_nodeport_fail_naming_reachability_when_kube_proxy_is_stop
             assert tests[name][0] == "passed", f"{name} sends no traffic, yet: {tests[name]}"
         unnamed = {n: tests[n][1][:400] for n in must_fail & TABLES if "mismatching cell" not in tests[n][1]}
         assert not unnamed, f"{family}: reachability failures without their tables: {unnamed}"
+        # results.json keeps the tables as rendered: a header line "expected ... observed" and
+        # one line per client row, not flattened onto the summary line.
+        flat = {n: tests[n][1][:400] for n in must_fail & TABLES
+                if not re.search(r"^expected +observed$", tests[n][1], re.MULTILINE)}
+        assert not flat, f"{family}: reachability failures whose tables were flattened: {flat}"
         print("\n".join(f"{family}/{n}: {msg[:1500]}" for n, (_, msg) in sorted(tests.items()) if n in must_fail))
 
 
