@@ -164,6 +164,21 @@ def test_one_client_per_node_pinned_and_quick_to_stop() -> None:
         assert {"operator": "Exists"} in spec["tolerations"]
 
 
+@pytest.mark.parametrize("chart", CHARTS)
+def test_host_network_clients_share_the_node_network_only_when_asked(chart: str) -> None:
+    default = by_kind(render(chart, {"clients": {"nodes": NODES[:1]}}), "Pod")[-1]["spec"]
+    assert "hostNetwork" not in default
+    assert "dnsPolicy" not in default
+    values = {"clients": {"nodes": NODES, "hostNetwork": True, "namePrefix": "hostclient"}}
+    pods = [p for p in by_kind(render(chart, values), "Pod")
+            if p["metadata"]["labels"]["app.kubernetes.io/component"] == "client"]
+    assert [p["metadata"]["name"] for p in pods] == [client_pod_name(n, "hostclient") for n in NODES]
+    for pod, node in zip(pods, NODES, strict=True):
+        assert pod["spec"]["nodeName"] == node
+        assert pod["spec"]["hostNetwork"] is True
+        assert pod["spec"]["dnsPolicy"] == "ClusterFirstWithHostNet"
+
+
 def test_client_pod_names_match_the_python_rule_for_odd_node_names() -> None:
     odd = ["Node.Example.COM", "ip-10-0-0-1.ec2.internal", "n" * 70, "a_b"]
     objs = render(

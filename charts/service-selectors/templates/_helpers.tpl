@@ -58,6 +58,10 @@ metadata:
     svcconform/node: {{ $node | quote }}
 spec:
   nodeName: {{ $node | quote }}
+  {{- if $root.Values.clients.hostNetwork }}
+  hostNetwork: true
+  dnsPolicy: ClusterFirstWithHostNet
+  {{- end }}
   enableServiceLinks: {{ $root.Values.clients.enableServiceLinks }}
   terminationGracePeriodSeconds: {{ $root.Values.clients.terminationGracePeriodSeconds }}
   tolerations:
