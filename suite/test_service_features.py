@@ -223,7 +223,7 @@ def proxy_name_check(f: Features, expect: Mapping[str, bool], title: str):  # ty
             expected, reachability.observed_table(title, run_matrix(list(vantages), list(columns), probe))
         )
         labels = "; ".join(f"{name}: {proxy_name_of(j, name) or 'unlabelled'}" for name in expect)
-        return cmp.ok, f"{cmp.render()}\n{PROXY_NAME_LABEL} as the API has it now: {labels}"
+        return cmp.ok, f"{PROXY_NAME_LABEL} as the API has it now: {labels}\n{cmp.render()}"
 
     return check
 
@@ -249,8 +249,8 @@ def test_a_service_labelled_for_another_proxy_is_ignored_until_the_label_is_remo
         proxy_name_check(
             features,
             {"proxied": True, "unproxied": False, "toggled": False},
-            f"TCP ClusterIP:80 from pods and nodes (service {j.namespace}/proxied unlabelled; "
-            f"unproxied and toggled labelled {label}: must be ignored)",
+            f"TCP ClusterIP:80 from pods and nodes (services in {j.namespace}: proxied served; "
+            f"unproxied and toggled, labelled {label}, ignored)",
         ),
         timeout=KUBE_PROXY_ENDPOINT_LAG_TIMEOUT,
         what=f"only the unlabelled Service served ({label})",
