@@ -237,6 +237,10 @@ def test_session_affinity_timeout_keeps_a_client_within_it_and_releases_it_after
                 else ""
             )
         )
+    if problems:
+        spec = j.service_object("timeout")["spec"]
+        now = (spec.get("sessionAffinityConfig") or {}).get("clientIP", {}).get("timeoutSeconds")
+        lines.append(f"  the API has now sessionAffinity {spec.get('sessionAffinity')}, timeoutSeconds {now}")
     assert not problems, f"{title}: affinity did not expire after idling past the timeout:\n" + "\n".join(
         lines
     )

@@ -84,3 +84,44 @@ def test_session_affinity_checks_fail_naming_the_client_when_affinity_is_flipped
     print(f"actor: {sorted(set(actor.actions))}")
     for name in expectations:
         print(f"--- {name}:\n{tests[name][1][:2500]}")
+
+
+def lengthen_the_timeout(run_id: str):  # type: ignore[no-untyped-def]
+    prefix = f"svcc-clusterip-{run_id}-"
+
+    def act(kubectl: Kubectl) -> list[str]:
+        done = []
+        for svc in kubectl.items("services", "-A", "-l", "app.kubernetes.io/created-by=svcconform"):
+            ns, name = svc["metadata"]["namespace"], svc["metadata"]["name"]
+            config = (svc["spec"].get("sessionAffinityConfig") or {}).get("clientIP") or {}
+            if ns.startswith(prefix) and name == "timeout" and config.get("timeoutSeconds") != LONG_TIMEOUT_S:
+                kubectl("-n", ns, "patch", "service", name, "--type=merge", "-p", json.dumps(
+                    {"spec": {"sessionAffinityConfig": {"clientIP": {"timeoutSeconds": LONG_TIMEOUT_S}}}}))
+                done.append(f"{ns}/{name}: timeoutSeconds -> {LONG_TIMEOUT_S}")
+        return done
+
+    return act
+
+
+#: The API's default timeout (3 h): the check idles 8 s at a time, far inside it.
+LONG_TIMEOUT_S = 10800
+
+
+def test_the_affinity_timeout_check_fails_when_the_timeout_is_lengthened_behind_its_back(tmp_path: Path) -> None:
+    """Stickiness holds (so the first half passes); the expiry half must FAIL after its 10
+    idle periods, naming the backend every client stayed on and the odds of bad luck."""
+    kubectl = shared_kubectl()
+    run_id = f"brkaft{uuid.uuid4().hex[:6]}"
+    results_dir = tmp_path / "results"
+    argv = family_argv("clusterip", results_dir, select=["-k", TIMEOUT_TEST],
+                       cell_args=(f"--kubeconfig={kubectl.kubeconfig}",))
+    env = {**os.environ, "SVCCONFORM_RUN_ID": run_id}
+    with Saboteur(kubectl, lengthen_the_timeout(run_id)) as actor:
+        proc = run_suite(argv, timeout=FAMILY_RUN_TIMEOUT_S, env=env)
+    assert actor.actions, f"the actor never changed the timeout (errors: {actor.errors[-3:]})"
+    outcome, message = outcomes(only_results(results_dir, argv, proc))[TIMEOUT_TEST]
+    assert outcome == "failed", f"{TIMEOUT_TEST}: {outcome} {message[:1500]}"
+    for needle in ("affinity did not expire after idling past the timeout", "still sent to",
+                   "with probability", f"timeoutSeconds {LONG_TIMEOUT_S}"):
+        assert needle in message, f"{TIMEOUT_TEST} failed without naming {needle!r}: {message[:3000]}"
+    print(f"actor: {sorted(set(actor.actions))}\n--- {TIMEOUT_TEST}:\n{message[:3000]}")
