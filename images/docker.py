@@ -156,6 +156,7 @@ def guard_kind_network(log: Callable[[str], object] = print) -> bool:
     if bridge is None or shutil.which("iptables") is None:
         return False
     rule = guard_rule(bridge)
+    guard_kind_network_v6(bridge, log)
     check = subprocess.run(["iptables", "-C", "DOCKER-USER", *rule], capture_output=True, check=False)
     if check.returncode == 0:
         return True
@@ -165,4 +166,29 @@ def guard_kind_network(log: Callable[[str], object] = print) -> bool:
         log(f"docker: could not guard {bridge}: {add.stderr.strip()}")
         return False
     log(f"docker: traffic from the kind network ({bridge}) is not forwarded off this machine")
+    return True
+
+
+def guard_rule_v6(bridge: str) -> list[str]:
+    """The IPv6 twin of :func:`guard_rule`, in ip6tables' FORWARD chain: Docker may set up no
+    IPv6 filtering at all (no DOCKER-USER), while the kind network has an IPv6 subnet, the
+    host forwards IPv6 and may have an IPv6 default route (ipv6 and dual cells use it)."""
+    return ["-i", bridge, "!", "-o", bridge, "-m", "comment", "--comment", GUARD_COMMENT,
+            "-j", "REJECT", "--reject-with", "icmp6-adm-prohibited"]
+
+
+def guard_kind_network_v6(bridge: str, log: Callable[[str], object] = print) -> bool:
+    """Install the IPv6 guard (idempotent); False when ip6tables is missing or refuses."""
+    if shutil.which("ip6tables") is None:
+        return False
+    rule = guard_rule_v6(bridge)
+    check = subprocess.run(["ip6tables", "-C", "FORWARD", *rule], capture_output=True, check=False)
+    if check.returncode == 0:
+        return True
+    add = subprocess.run(["ip6tables", "-I", "FORWARD", "1", *rule], capture_output=True, text=True,
+                         check=False)
+    if add.returncode != 0:
+        log(f"docker: could not guard {bridge} for IPv6: {add.stderr.strip()}")
+        return False
+    log(f"docker: IPv6 traffic from the kind network ({bridge}) is not forwarded off this machine")
     return True

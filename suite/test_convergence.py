@@ -42,7 +42,7 @@ from fixtures.probes import (
     sample_loop,
     scrape,
 )
-from fixtures.probes.metrics import histogram_delta, summarize
+from fixtures.probes.metrics import histogram_delta, metrics_unavailable_reason, summarize
 from fixtures.probes.sampling import peek_loop
 from fixtures.providers.base import ClusterFacts, Provider
 from fixtures.timeouts import (
@@ -222,9 +222,17 @@ def events_in_windows(events: list[Event]) -> list[Event]:
 # --------------------------------------------------------------------------- fixtures
 
 
+def kube_proxy_metrics_unavailable(cluster: Provider, facts: ClusterFacts) -> str | None:
+    return metrics_unavailable_reason(proxy_mode=facts.proxy_mode, cni=facts.cni, provider=cluster.name,
+                                      node_access=cluster.supports_node_exec)
+
+
 @pytest.fixture(scope="module")
 def metrics_before(cluster: Provider, cluster_facts: ClusterFacts) -> dict[str, MetricSamples | Unknown]:
-    """kube-proxy's metrics on every node before the family changes anything."""
+    """kube-proxy's metrics on every node before the family changes anything (none where
+    they cannot be read: the metrics test then skips with the reason)."""
+    if kube_proxy_metrics_unavailable(cluster, cluster_facts):
+        return {}
     return scrape_all(cluster, cluster_facts)
 
 
@@ -397,6 +405,8 @@ def test_kube_proxy_on_every_node_reports_network_programming_within_the_ceiling
 ):
     """kube-proxy's histograms over the family (cluster-wide: other tests' changes count too)."""
     cluster_facts = cluster.facts()
+    if (why := kube_proxy_metrics_unavailable(cluster, cluster_facts)) is not None:
+        pytest.skip(why)
     after = scrape_all(cluster, cluster_facts)
     family = "IPv6" if cluster_facts.ip_family == "ipv6" else "IPv4"
     rows: dict[str, dict[str, dict[str, float | None]]] = {}

@@ -251,6 +251,12 @@ def test_kind_network_guard_rejects_only_traffic_leaving_the_bridge():
     assert rule[-4:] == ["-j", "REJECT", "--reject-with", "icmp-admin-prohibited"]
 
 
+def test_the_ipv6_guard_rejects_the_same_traffic_with_an_icmpv6_answer():
+    rule = docker.guard_rule_v6("br-0123456789ab")
+    assert rule[:5] == docker.guard_rule("br-0123456789ab")[:5]
+    assert rule[-4:] == ["-j", "REJECT", "--reject-with", "icmp6-adm-prohibited"]
+
+
 def test_official_mode_without_a_registry_fails_before_building(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(build, "pull_error", lambda image: f"Error response from daemon: Get \"https://{image}\": no such host")
 

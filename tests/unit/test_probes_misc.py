@@ -30,7 +30,7 @@ from fixtures.probes import (
     sample_loop,
     scrape,
 )
-from fixtures.probes.metrics import summarize
+from fixtures.probes.metrics import metrics_unavailable_reason, summarize
 from fixtures.probes.sampling import peek_loop
 
 DATA = Path(__file__).parent / "data"
@@ -315,3 +315,23 @@ def test_loop_argv_passes_the_log_file_only_when_given() -> None:
     logged = loop_argv("10.96.0.9", 80, duration=2, log_file="/tmp/x.log")
     assert logged == [*plain, "/tmp/x.log"]
     assert plain[3:] == ["http://10.96.0.9:80/hostname", "2000", "50", "0.08"]
+
+
+@pytest.mark.parametrize(
+    ("proxy_mode", "provider", "node_access", "needle"),
+    [
+        ("none", "kind", True, "runs no kube-proxy"),
+        ("iptables", "existing", False, "existing provider has no access to nodes"),
+        ("nftables", "existing", False, "127.0.0.1:10249"),
+    ],
+)
+def test_kube_proxy_metrics_are_skipped_with_a_reason_without_kube_proxy_or_node_access(
+    proxy_mode, provider, node_access, needle
+):
+    why = metrics_unavailable_reason(proxy_mode=proxy_mode, cni="cilium", provider=provider, node_access=node_access)
+    assert why is not None
+    assert needle in why
+
+
+def test_kube_proxy_metrics_are_read_on_a_kind_cluster_with_kube_proxy():
+    assert metrics_unavailable_reason(proxy_mode="iptables", cni="kindnet", provider="kind", node_access=True) is None

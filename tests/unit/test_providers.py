@@ -38,6 +38,7 @@ from fixtures.providers import (
     make_provider,
     nodes_from_api,
 )
+from fixtures.providers.existing import kind_node_containers
 from fixtures.providers.kind import NodeContainer, parse_node_ips, reuse_problems, version_from_image
 from fixtures.spec import ClusterSpec
 from images import catalog
@@ -423,3 +424,19 @@ def test_pinned_cluster_never_downloads_and_stays_out_of_the_cwd(tmp_path: Path,
         cluster.kubectl("get", "nodes")
     assert not (tmp_path / ".pytest-kind").exists()
     assert json.dumps(str(cluster.kubeconfig_path)).endswith('w/kubeconfig"')
+
+
+@pytest.mark.parametrize(
+    ("output", "count", "expected"),
+    [
+        ("running|svcc\nrunning|svcc\n", 2, True),
+        ("running|svcc\nexited|svcc\n", 2, False),  # a stopped node cannot be entered
+        ("running|<no value>\n", 1, False),  # a container, but not a kind node
+        ("running|svcc\n", 2, False),  # a node that is no container here
+        ("", 0, False),
+    ],
+)
+def test_an_existing_cluster_gets_node_access_only_when_every_node_is_a_running_kind_container(
+    output, count, expected
+):
+    assert kind_node_containers(output, count) is expected
