@@ -42,7 +42,7 @@ from fixtures.probes import (
     sample_loop,
     scrape,
 )
-from fixtures.probes.metrics import histogram_delta, metrics_unavailable_reason, summarize
+from fixtures.probes.metrics import histogram_delta, metrics_host, metrics_unavailable_reason, summarize
 from fixtures.probes.sampling import peek_loop
 from fixtures.providers.base import ClusterFacts, Provider
 from fixtures.timeouts import (
@@ -80,7 +80,8 @@ def node_vantage(cluster: Provider, node: str) -> Vantage:
 
 
 def scrape_all(cluster: Provider, facts: ClusterFacts) -> dict[str, MetricSamples | Unknown]:
-    return run_all({n.name: (lambda n=n.name: scrape(node_vantage(cluster, n))) for n in facts.nodes})
+    return run_all({n.name: (lambda n=n.name: scrape(node_vantage(cluster, n), ip_family=facts.ip_family))
+                    for n in facts.nodes})
 
 
 class Sampling:
@@ -435,7 +436,8 @@ def test_kube_proxy_on_every_node_reports_network_programming_within_the_ceiling
     )
     assert not unscraped, (
         f"kube-proxy metrics ({cluster_facts.proxy_mode}) could not be scraped on {sorted(unscraped)}: "
-        f"{unscraped}; reproduce: docker exec <node> curl -s 127.0.0.1:10249/metrics"
+        f"{unscraped}; reproduce: docker exec <node> curl -s "
+        f"{metrics_host(cluster_facts.ip_family)}:10249/metrics"
     )
     idle = [n for n, r in rows.items() if not r[NETWORK_PROGRAMMING]["count"]]
     assert not idle, (

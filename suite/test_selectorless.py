@@ -61,6 +61,8 @@ class Selectorless:
         values = {
             "backends": {"count": 2, "nodes": [n.name for n in facts.workers] or nodes},
             "clients": {"nodes": nodes if clients else [], "namePrefix": prefix},
+            # immutable once created: the pods' family (the primary one on dual-stack clusters)
+            "endpointSlice": {"addressType": "IPv6" if facts.ip_family == "ipv6" else "IPv4"},
         }
         self.release = charts.install_selectorless(kube, release, namespace, values, targets=targets,
                                                    legacy_endpoints=legacy_endpoints)

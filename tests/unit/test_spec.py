@@ -148,3 +148,9 @@ def test_run_id_override_is_validated() -> None:
         new_run_id("has space")
     with pytest.raises(SvcconformError):
         namespace_name("Bad_Family", "abc123")
+
+
+@pytest.mark.parametrize(("family", "cell"), [("ipv4", "nftables-flannel"), ("ipv6", "nftables-flannel-ipv6"),
+                                              ("dual", "nftables-flannel-dual")])
+def test_ipv6_and_dual_stack_cells_get_their_own_results_directory(family: str, cell: str) -> None:
+    assert ClusterSpec(proxy_mode="nftables", cni="flannel", ip_family=family).cell == cell
