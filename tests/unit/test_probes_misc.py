@@ -335,3 +335,11 @@ def test_kube_proxy_metrics_are_skipped_with_a_reason_without_kube_proxy_or_node
 
 def test_kube_proxy_metrics_are_read_on_a_kind_cluster_with_kube_proxy():
     assert metrics_unavailable_reason(proxy_mode="iptables", cni="kindnet", provider="kind", node_access=True) is None
+
+
+def test_kube_proxy_metrics_are_read_from_the_loopback_of_the_clusters_family():
+    from fixtures.probes.metrics import metrics_argv, metrics_host
+
+    assert metrics_argv(host=metrics_host("ipv6"))[-1] == "http://[::1]:10249/metrics"
+    assert metrics_argv(host=metrics_host("ipv4"))[-1] == "http://127.0.0.1:10249/metrics"
+    assert metrics_host("dual") == "127.0.0.1"
