@@ -175,7 +175,6 @@ def scene(module_namespace: Callable[..., str], kube: Kube, cluster_facts: Clust
     jig.set_ready(unready, False)
     jig.wait_ready_endpoints(name=HEADLESS, addresses=[p.ip for p in pods[1:]])
     jig.wait_ready_endpoints(name=HEADLESS_ALL, addresses=[p.ip for p in pods])
-    kube.wait_endpoints(other_ns, PEERS, count=len(nodes))
 
     def clients(namespace: str, label: str) -> list[Client]:
         return [Client(f"{n} [{label}]", namespace,
