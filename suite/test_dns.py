@@ -11,6 +11,20 @@ to the nodes' upstream resolver, i.e. off this machine.  That is why "the short 
 not resolve from another namespace" is checked on the cluster-domain names the resolver
 would try for it (its search-path expansions), not with a lookup of the bare name.
 
+The other namespace's clients also set ``spec.hostname`` (their name) and ``spec.subdomain:
+peers``, a headless Service there selecting them, for ``<hostname>.peers.<ns>.svc`` records.
+Pod DNS settings get client pods of their own in the Services' namespace, one per node:
+``dnsPolicy: Default`` (the node's DNS as kubelet reads it, the reference for the others),
+hostNetwork with ``ClusterFirst`` and with ``ClusterFirstWithHostNet``, and ``dnsPolicy:
+None`` with a ``dnsConfig``; their resolv.conf is compared with what kubelet must write.
+
+Every address lookup asks the record type of the IP family of what it names (a Service's
+primary ClusterIP, a pod's IP; the cluster's ``--ip-family`` for names with no IP): ``AAAA``
+on an IPv6 cell.  PTR lookups ask only for IPs the API says are ClusterIPs and only when the
+Corefile's kubernetes plugin serves their reverse zone: kubeadm's Corefile falls through
+(``fallthrough in-addr.arpa ip6.arpa``) to ``forward`` for reverse names it does not know,
+so a PTR CoreDNS cannot answer itself would leave the cluster.
+
 Each table: rows are client pods (node, and which namespace), columns are lookups.
 ``.`` = the name resolved as Kubernetes promises, ``X`` = it did not resolve (or resolved to
 something else: the cell's note says what), ``?`` = no DNS answer at all.

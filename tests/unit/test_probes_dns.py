@@ -222,3 +222,16 @@ def test_resolv_conf_runner_raises_probe_error_when_unreadable() -> None:
 
     with pytest.raises(ProbeError, match=r"resolv\.conf"):
         resolv_conf(fake)
+
+
+def test_dig_argv_can_pin_the_transport() -> None:
+    assert dig_argv("web", tcp=True)[4] == "+tcp"
+    assert dig_argv("web", tcp=False)[4] == "+notcp"
+    assert "+tcp" not in dig_argv("web")
+    assert "+notcp" not in dig_argv("web")
+
+
+def test_dig_names_the_transport_it_used() -> None:
+    udp = parse_dig(dig_out("a_clusterip"), name="web.ns1.svc.cluster.local", rtype="A")
+    assert udp.transport == "UDP"
+    assert udp.summary().endswith("from 127.0.0.1#5353 over UDP: A 10.96.12.34")
