@@ -301,3 +301,47 @@ def test_resolv_conf_differences_compare_options_as_a_set() -> None:
         "search 'b a', expected 'a b'",
         "options 'ndots:5', expected 'edns0 ndots:2'",
     ]
+
+
+# --------------------------------------------------------------------------- against real pods
+
+CAPTURED_NS = "svcc-dns-capture-c4p7"  # namespace of the pods in tests/unit/data/resolv/*.conf
+CAPTURED_DNS_CONFIG = {
+    "nameservers": ["10.96.0.10"],
+    "searches": ["svc.cluster.local", f"{CAPTURED_NS}.svc.cluster.local"],
+    "options": [{"name": "ndots", "value": "2"}, {"name": "timeout", "value": "3"}, {"name": "edns0"}],
+}
+
+
+def captured(name: str) -> ResolvConf:
+    from pathlib import Path
+
+    from fixtures.probes import parse_resolv_conf
+
+    return parse_resolv_conf((Path(__file__).parent / "data" / "resolv" / f"{name}.conf").read_text())
+
+
+@pytest.mark.parametrize(("name", "policy", "host_network", "dns_config"), [
+    ("cluster_first", "ClusterFirst", False, None),
+    ("host_network_cluster_first", "ClusterFirst", True, None),
+    ("host_network_cluster_first_with_host_net", "ClusterFirstWithHostNet", True, None),
+    ("dns_policy_none", "None", False, CAPTURED_DNS_CONFIG),
+])
+def test_kubelet_resolv_conf_matches_what_real_pods_got(name: str, policy: str, host_network: bool,
+                                                        dns_config: dict | None) -> None:
+    host = captured("dns_policy_default")  # the node's resolv.conf as kubelet read it
+    want = kubelet_resolv_conf(dns_policy=policy, host_network=host_network, host=host, cluster_dns=DNS,
+                               namespace=CAPTURED_NS, dns_config=dns_config)
+    assert resolv_conf_differences(want, captured(name)) == []
+
+
+def test_a_host_network_cluster_first_pod_is_told_apart_from_a_cluster_dns_one() -> None:
+    host = captured("dns_policy_default")
+    fallback = captured("host_network_cluster_first")
+    cluster = kubelet_resolv_conf(dns_policy="ClusterFirstWithHostNet", host_network=True, host=host,
+                                  cluster_dns=DNS, namespace=CAPTURED_NS)
+    assert resolv_conf_differences(cluster, fallback) == [
+        "nameservers ['172.18.0.1'], expected ['10.96.0.10']",
+        f"search '(none)', expected '{CAPTURED_NS}.svc.cluster.local svc.cluster.local cluster.local'",
+        "options 'ndots:0', expected 'ndots:5'",
+    ]
