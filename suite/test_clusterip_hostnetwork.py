@@ -14,7 +14,12 @@ One namespace, two releases:
   :func:`fixtures.expectations.hostnetwork.host_ports` (20000-29999, below the NodePort and
   ephemeral ranges, above every control-plane and node-agent port; spread by the namespace
   so runs sharing a cluster do not collide; a collision would leave a backend Pending, since
-  hostNetwork ports are hostPorts to the scheduler).
+  hostNetwork ports are hostPorts to the scheduler).  Their UDP server listens on the node's
+  IPs only (``--udp-listen-addresses``, as upstream's hostNetwork endpoints): on the wildcard
+  address its replies to a pod on the same node leave from the pod-side gateway address
+  (kindnet's 10.244.x.1) instead of the node IP the ClusterIP was translated to, which
+  conntrack cannot match, so that pod would never see an answer (measured here before the
+  flag: the same-node cells of the UDP table were ``X``, "no-reply").
 
 Tables: rows are clients (node, and whether on the pod network or the host network),
 columns the backends that must answer; ``.`` answered, ``X`` never answered, ``?`` unknown.

@@ -438,4 +438,9 @@ def test_backends_can_run_in_the_host_network() -> None:
     objs = render(SERVICE_SELECTORS, {"backend": {"hostNetwork": True, "httpPort": 20376, "udpPort": 20377}})
     spec = one(objs, "Deployment")["spec"]["template"]["spec"]
     assert spec["hostNetwork"] is True
-    assert {p["containerPort"] for p in spec["containers"][0]["ports"]} == {20376, 20377}
+    container = spec["containers"][0]
+    assert {p["containerPort"] for p in container["ports"]} == {20376, 20377}
+    assert "--udp-listen-addresses=$(HOST_IP),$(POD_IPS)" in container["args"]
+    assert {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in container["env"]} == {
+        "HOST_IP": "status.hostIP", "POD_IPS": "status.podIPs"}
+    assert "env" not in one(render(SERVICE_SELECTORS), "Deployment")["spec"]["template"]["spec"]["containers"][0]
