@@ -169,7 +169,8 @@ def test_host_network_clients_share_the_node_network_only_when_asked(chart: str)
     default = by_kind(render(chart, {"clients": {"nodes": NODES[:1]}}), "Pod")[-1]["spec"]
     assert "hostNetwork" not in default
     assert "dnsPolicy" not in default
-    values = {"clients": {"nodes": NODES, "hostNetwork": True, "namePrefix": "hostclient"}}
+    values = {"clients": {"nodes": NODES, "hostNetwork": True, "dnsPolicy": "ClusterFirstWithHostNet",
+                          "namePrefix": "hostclient"}}
     pods = [p for p in by_kind(render(chart, values), "Pod")
             if p["metadata"]["labels"]["app.kubernetes.io/component"] == "client"]
     assert [p["metadata"]["name"] for p in pods] == [client_pod_name(n, "hostclient") for n in NODES]
@@ -417,3 +418,45 @@ def test_both_charts_render_identical_client_pods() -> None:
         return {"name": pod["metadata"]["name"], "labels": labels, "spec": pod["spec"]}
 
     assert [strip(p) for p in a] == [strip(p) for p in b]
+
+
+# --------------------------------------------------------------------------- pod DNS and host network
+
+
+@pytest.mark.parametrize("chart", CHARTS)
+def test_client_dns_and_host_network_values_render_into_every_client_pod(chart: str) -> None:
+    dns_config = {"nameservers": ["10.96.0.10"], "searches": ["svc.cluster.local"],
+                  "options": [{"name": "ndots", "value": "2"}, {"name": "edns0"}]}
+    objs = render(chart, {"clients": {"nodes": NODES, "hostNetwork": True, "dnsPolicy": "None",
+                                      "dnsConfig": dns_config, "setHostname": True, "subdomain": "peers"}})
+    pods = [p for p in by_kind(objs, "Pod") if p["metadata"]["labels"]["app.kubernetes.io/component"] == "client"]
+    assert len(pods) == len(NODES)
+    for pod in pods:
+        spec = pod["spec"]
+        assert spec["hostNetwork"] is True
+        assert spec["dnsPolicy"] == "None"
+        assert spec["dnsConfig"] == dns_config
+        assert spec["hostname"] == pod["metadata"]["name"]
+        assert spec["subdomain"] == "peers"
+
+
+@pytest.mark.parametrize("chart", CHARTS)
+def test_client_dns_and_host_network_defaults_render_none_of_those_fields(chart: str) -> None:
+    objs = render(chart, {"clients": {"nodes": NODES}})
+    for pod in by_kind(objs, "Pod"):
+        for key in ("hostNetwork", "dnsPolicy", "dnsConfig", "hostname", "subdomain"):
+            assert key not in pod["spec"], (pod["metadata"]["name"], key)
+
+
+def test_backends_can_run_in_the_host_network() -> None:
+    default = one(render(SERVICE_SELECTORS), "Deployment")["spec"]["template"]["spec"]
+    assert "hostNetwork" not in default
+    objs = render(SERVICE_SELECTORS, {"backend": {"hostNetwork": True, "httpPort": 20376, "udpPort": 20377}})
+    spec = one(objs, "Deployment")["spec"]["template"]["spec"]
+    assert spec["hostNetwork"] is True
+    container = spec["containers"][0]
+    assert {p["containerPort"] for p in container["ports"]} == {20376, 20377}
+    assert "--udp-listen-addresses=$(HOST_IP),$(POD_IPS)" in container["args"]
+    assert {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in container["env"]} == {
+        "HOST_IP": "status.hostIP", "POD_IPS": "status.podIPs"}
+    assert "env" not in one(render(SERVICE_SELECTORS), "Deployment")["spec"]["template"]["spec"]["containers"][0]

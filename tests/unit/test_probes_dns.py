@@ -222,3 +222,30 @@ def test_resolv_conf_runner_raises_probe_error_when_unreadable() -> None:
 
     with pytest.raises(ProbeError, match=r"resolv\.conf"):
         resolv_conf(fake)
+
+
+def test_dig_argv_can_pin_the_transport() -> None:
+    assert dig_argv("web", tcp=True)[4] == "+tcp"
+    assert dig_argv("web", tcp=False)[4] == "+notcp"
+    assert "+tcp" not in dig_argv("web")
+    assert "+notcp" not in dig_argv("web")
+
+
+def test_dig_names_the_transport_it_used() -> None:
+    udp = parse_dig(dig_out("a_clusterip"), name="web.ns1.svc.cluster.local", rtype="A")
+    assert udp.transport == "UDP"
+    assert udp.summary().endswith("from 127.0.0.1#5353 over UDP: A 10.96.12.34")
+
+
+def test_real_cluster_answers_over_tcp_and_udp_ptr_and_pod_records() -> None:
+    ns = "svcc-dns-capture-c4p7"
+    tcp = parse_dig(dig_out("a_tcp"), name=f"web.{ns}.svc.cluster.local", rtype="A")
+    udp = parse_dig(dig_out("a_notcp"), name=f"web.{ns}.svc.cluster.local", rtype="A")
+    assert (tcp.transport, udp.transport) == ("TCP", "UDP")
+    assert tcp.addresses == udp.addresses == {"10.96.8.143"}
+    assert tcp.server == "10.96.0.10#53"
+    ptr = parse_dig(dig_out("ptr_clusterip"), name="143.8.96.10.in-addr.arpa", rtype="PTR")
+    assert ptr.status == "NOERROR"
+    assert [r.data for r in ptr.records("PTR")] == [f"web.{ns}.svc.cluster.local"]
+    pod = parse_dig(dig_out("a_pod"), name=f"10-244-2-17.{ns}.pod.cluster.local", rtype="A")
+    assert pod.addresses == {"10.244.2.17"}

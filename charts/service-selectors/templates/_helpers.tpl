@@ -58,12 +58,24 @@ metadata:
     svcconform/node: {{ $node | quote }}
 spec:
   nodeName: {{ $node | quote }}
-  {{- if $root.Values.clients.hostNetwork }}
-  hostNetwork: true
-  dnsPolicy: ClusterFirstWithHostNet
-  {{- end }}
   enableServiceLinks: {{ $root.Values.clients.enableServiceLinks }}
   terminationGracePeriodSeconds: {{ $root.Values.clients.terminationGracePeriodSeconds }}
+  {{- if $root.Values.clients.hostNetwork }}
+  hostNetwork: true
+  {{- end }}
+  {{- with $root.Values.clients.dnsPolicy }}
+  dnsPolicy: {{ . }}
+  {{- end }}
+  {{- with $root.Values.clients.dnsConfig }}
+  dnsConfig:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- if $root.Values.clients.setHostname }}
+  hostname: {{ include "svcc.clientPodName" (dict "prefix" $root.Values.clients.namePrefix "node" $node) }}
+  {{- end }}
+  {{- with $root.Values.clients.subdomain }}
+  subdomain: {{ . }}
+  {{- end }}
   tolerations:
     - operator: Exists
   containers:
