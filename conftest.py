@@ -124,6 +124,8 @@ class CellSession:
     provider: Provider
     keep_cluster: bool
     registry: NamespaceRegistry = field(default_factory=NamespaceRegistry)
+    #: Namespaces whose deletion was started but not waited for (waited at the session's end).
+    doomed: list[str] = field(default_factory=list)
     results: results.ResultsPlugin | None = None
     unsupported: UnsupportedEnvironment | None = None
     error: SvcconformError | None = None
@@ -304,10 +306,29 @@ def cluster(pytestconfig: pytest.Config) -> Iterator[Provider]:
     yield provider
     if plugin is not None:
         plugin.capture = None
+    if state.keep_cluster or provider.name != "kind":  # a cluster that stays: leave it clean
+        wait_for_doomed_namespaces(state)
     if state.keep_cluster:
         provider.close()
     else:
         _teardown(provider)
+
+
+def wait_for_doomed_namespaces(state: CellSession) -> None:
+    """Wait until every namespace the session deleted is gone (a warning names any left)."""
+    kube = state.provider.kube
+    for name in state.doomed:
+        try:
+            kube.delete_namespace(name)
+        except SvcconformError as exc:
+            warnings.warn(
+                SvcconformCleanupWarning(
+                    f"namespace {name} was not deleted: {exc} (leftovers: kubectl delete ns "
+                    f"-l {RUN_ID_LABEL}={state.run_id})"
+                ),
+                stacklevel=1,
+            )
+    state.doomed.clear()
 
 
 def _teardown(provider: Provider) -> None:
@@ -378,10 +399,13 @@ class NamespaceFactory:
         return name
 
     def cleanup(self) -> None:
-        for name in self.created:  # start every deletion, then wait for each
-            self._attempt(name, lambda n: self.kube.delete_namespace(n, wait=False))
+        """Start deleting this test's (or module's) namespaces and go on: nothing outside a
+        namespace depends on it, and waiting for its pods' graceful termination serially
+        after every test and module cost minutes per cell.  The session waits for them all
+        at its end (:func:`wait_for_doomed_namespaces`)."""
         for name in self.created:
-            self._attempt(name, self.kube.delete_namespace)
+            self._attempt(name, lambda n: self.kube.delete_namespace(n, wait=False))
+            self.state.doomed.append(name)
 
     def _attempt(self, name: str, action: Callable[[str], Any]) -> None:
         try:
