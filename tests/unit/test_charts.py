@@ -460,3 +460,62 @@ def test_backends_can_run_in_the_host_network() -> None:
     assert {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in container["env"]} == {
         "HOST_IP": "status.hostIP", "POD_IPS": "status.podIPs"}
     assert "env" not in one(render(SERVICE_SELECTORS), "Deployment")["spec"]["template"]["spec"]["containers"][0]
+
+def test_selectorless_split_values_render_more_slices_subsets_and_per_pod_ports() -> None:
+    objs = render(
+        SERVICE_NO_SELECTORS,
+        {
+            "backends": {"count": 3, "httpPorts": [8080, 9090]},
+            "endpointSlice": {"endpoints": [{"addresses": ["10.244.1.5"]}]},
+            "extraEndpointSlices": [
+                {"name": "r1-b", "ports": [{"name": "http", "port": 9090}],
+                 "endpoints": [{"addresses": ["10.244.2.6"], "nodeName": NODES[2]}]},
+                {"name": "r1-c"},
+            ],
+            "endpoints": {
+                "enabled": True,
+                "addresses": ["10.244.1.5"],
+                "extraSubsets": [{"addresses": ["10.244.2.6"], "ports": [{"name": "http", "port": 9090}]},
+                                 {"notReadyAddresses": ["10.244.3.7"]}],
+            },
+        },
+    )
+    pods = by_kind(objs, "Pod")
+    ports = [p["spec"]["containers"][0]["ports"][0]["containerPort"] for p in pods]
+    assert ports == [8080, 9090, 8080]
+    assert [a for p in pods for a in p["spec"]["containers"][0]["args"] if a.startswith("--http-port")] == [
+        "--http-port=8080", "--http-port=9090", "--http-port=8080"]
+    slices = {s["metadata"]["name"]: s for s in by_kind(objs, "EndpointSlice")}
+    assert sorted(slices) == ["r1-b", "r1-c", "r1-manual"]
+    for s in slices.values():
+        assert s["metadata"]["labels"]["kubernetes.io/service-name"] == "r1"
+        assert s["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"] == "svcconform-manual"
+        assert s["metadata"]["labels"]["app.kubernetes.io/created-by"] == "svcconform"
+    assert slices["r1-b"]["ports"] == [{"name": "http", "port": 9090, "protocol": "TCP"}]
+    assert slices["r1-b"]["endpoints"] == [
+        {"addresses": ["10.244.2.6"], "conditions": {"ready": True}, "nodeName": NODES[2]}]
+    assert slices["r1-c"]["ports"] == slices["r1-manual"]["ports"]  # defaults to endpointSlice's
+    assert slices["r1-c"]["endpoints"] == []
+    subsets = one(objs, "Endpoints")["subsets"]
+    assert [s["ports"][0]["port"] for s in subsets] == [8080, 9090, 8080]
+    assert subsets[1]["addresses"] == [{"ip": "10.244.2.6"}]
+    assert subsets[2] == {"ports": [{"port": 8080, "name": "http", "protocol": "TCP"}],
+                          "notReadyAddresses": [{"ip": "10.244.3.7"}]}
+
+
+def test_selectorless_split_values_default_to_what_rendered_before() -> None:
+    """The new keys' defaults render the same objects as leaving them out."""
+    values = {"backends": {"count": 2}, "endpoints": {"enabled": True, "addresses": ["10.244.1.5"]},
+              "clients": {"nodes": NODES[:1]}}
+    explicit = deep_values(values, {"backends": {"httpPorts": []}, "extraEndpointSlices": [],
+                                    "endpoints": {"extraSubsets": []}})
+    assert render(SERVICE_NO_SELECTORS, values) == render(SERVICE_NO_SELECTORS, explicit)
+    only_extra = render(SERVICE_NO_SELECTORS, {"endpointSlice": {"enabled": False},
+                                               "extraEndpointSlices": [{"name": "x"}]})
+    assert [s["metadata"]["name"] for s in by_kind(only_extra, "EndpointSlice")] == ["x"]
+
+
+def deep_values(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    from fixtures.charts import deep_merge
+
+    return deep_merge(base, changes)
