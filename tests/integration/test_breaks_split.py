@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from dataclasses import dataclass
 from pathlib import Path
 
 from breakkit import (
@@ -58,6 +59,9 @@ class TakeAHalfAway:
         self.prefix = f"svcc-selectorless-{run_id}-"
 
     def __call__(self, kubectl: Kubectl) -> list[str]:
+        return [*self.slices(kubectl), *self.subsets(kubectl), *self.labels(kubectl)]
+
+    def slices(self, kubectl: Kubectl) -> list[str]:
         done: list[str] = []
         for eps in kubectl.items("endpointslices", "-A", "-l",
                                  "endpointslice.kubernetes.io/managed-by=svcconform-manual"):
@@ -66,18 +70,32 @@ class TakeAHalfAway:
                 kubectl("-n", ns, "delete", "endpointslice", name, "--wait=false")
                 addresses = [a for e in eps.get("endpoints") or [] for a in e.get("addresses") or []]
                 done.append(f"{ns}/{name}: deleted (listed {addresses})")
+        return done
+
+    def subsets(self, kubectl: Kubectl) -> list[str]:
+        done: list[str] = []
         for ep in kubectl.items("endpoints", "-A", "-l", "app.kubernetes.io/created-by=svcconform"):
             ns, name = ep["metadata"]["namespace"], ep["metadata"]["name"]
             if ns.startswith(self.prefix) and len(ep.get("subsets") or []) > 1:
                 kubectl("-n", ns, "patch", "endpoints", name, "--type=json",
                         "-p", json.dumps([{"op": "remove", "path": "/subsets/1"}]))
                 done.append(f"{ns}/{name}: removed subset 2 {ep['subsets'][1].get('ports')}")
+        return done
+
+    def labels(self, kubectl: Kubectl) -> list[str]:
+        done: list[str] = []
         for pod in kubectl.items("pods", "-A", "-l", f"app.kubernetes.io/instance=selb,{SPLIT_LABEL}"):
             ns, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
             if ns.startswith(self.prefix):
                 kubectl("-n", ns, "label", "pod", name, f"{SPLIT_LABEL}-")
                 done.append(f"{ns}/{name}: removed label {SPLIT_LABEL}")
         return done
+
+
+@dataclass
+class Actions:
+    actions: list[str]
+    errors: list[str]
 
 
 def test_split_slice_checks_fail_naming_the_missing_half_when_a_slice_or_subset_is_taken_away(
@@ -89,8 +107,15 @@ def test_split_slice_checks_fail_naming_the_missing_half_when_a_slice_or_subset_
     argv = family_argv("selectorless", results_dir, select=SELECT,
                        cell_args=("--kubeconfig", str(kubectl.kubeconfig)))
     env = {**shared_cluster_env(), "SVCCONFORM_RUN_ID": run_id}
-    with Saboteur(kubectl, TakeAHalfAway(run_id)) as actor:
+    # One actor per kind of object: each polls one list, so a new manual slice is deleted
+    # within one kubectl round trip of appearing (one actor for all three lost the race
+    # against the manual-split checks' first look).
+    take = TakeAHalfAway(run_id)
+    with Saboteur(kubectl, take.slices) as slices, Saboteur(kubectl, take.subsets) as subsets, \
+            Saboteur(kubectl, take.labels) as labels:
         proc = run_suite(argv, timeout=FAMILY_RUN_TIMEOUT_S, env=env)
+    actor = Actions([*slices.actions, *subsets.actions, *labels.actions],
+                    [*slices.errors, *subsets.errors, *labels.errors])
     assert actor.actions, f"the actor never acted (errors: {actor.errors[-3:]}); the break did not happen"
     tests = outcomes(only_results(results_dir, argv, proc))
     for name, (outcome, message) in tests.items():  # shown with -s, whatever follows
