@@ -42,7 +42,6 @@ from fixtures.expectations.traffic import clusterip_backends
 from fixtures.jig import ServiceJig, tweaks
 from fixtures.kube import Kube
 from fixtures.observations import Unknown
-from fixtures.poll import wait_until
 from fixtures.probes import Vantage
 from fixtures.providers.base import ClusterFacts
 from fixtures.servicetraffic import backends_by_client
@@ -115,7 +114,7 @@ def assert_reached(title: str, clients: Mapping[str, Vantage], host: str, port: 
         )
         return cmp.ok, cmp.render()
 
-    wait_until(check, timeout=KUBE_PROXY_ENDPOINT_LAG_TIMEOUT, what=title)
+    reachability.wait_for_tables(check, timeout=KUBE_PROXY_ENDPOINT_LAG_TIMEOUT, what=title)
 
 
 # --------------------------------------------------------------------------- hostNetwork clients

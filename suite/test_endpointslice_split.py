@@ -33,7 +33,7 @@ from typing import Any
 
 import pytest
 
-from fixtures import charts
+from fixtures import charts, reachability
 from fixtures.expectations.slices import (
     ENDPOINTSLICE_CONTROLLER,
     MIRRORING_CONTROLLER,
@@ -132,7 +132,7 @@ class Split:
                 text = f"EndpointSlices of {service} now list: {listed}\n{text}"
             return ok, text
 
-        return wait_until(with_slices, timeout=KUBE_PROXY_ENDPOINT_LAG_TIMEOUT, what=title)
+        return reachability.wait_for_tables(with_slices, timeout=KUBE_PROXY_ENDPOINT_LAG_TIMEOUT, what=title)
 
 
 @pytest.fixture(scope="module")
@@ -202,7 +202,7 @@ def test_a_selector_service_whose_pods_number_port_http_differently_gets_a_slice
             text = f"EndpointSlices of sela now list: {listed}\n{text}"
         return ok, text
 
-    wait_until(with_slices, timeout=KUBE_PROXY_ENDPOINT_LAG_TIMEOUT, what=title)
+    reachability.wait_for_tables(with_slices, timeout=KUBE_PROXY_ENDPOINT_LAG_TIMEOUT, what=title)
 
 
 # --------------------------------------------------------------------------- by hand

@@ -16,7 +16,6 @@ from fixtures import reachability
 from fixtures.expectations.model import TrafficPolicy
 from fixtures.expectations.traffic import nodeport_answering_nodes
 from fixtures.jig import ServiceJig, tweaks
-from fixtures.poll import wait_until
 from fixtures.servicetraffic import node_column, node_port_from_clients
 from fixtures.timeouts import KUBE_PROXY_ENDPOINT_LAG_TIMEOUT
 
@@ -60,4 +59,4 @@ def test_host_network_pods_on_every_node_reach_every_node_ip_on_the_node_port(
         cmp = reachability.compare(expected, reachability.observed_table(title, results))
         return cmp.ok, cmp.render()
 
-    wait_until(check, timeout=KUBE_PROXY_ENDPOINT_LAG_TIMEOUT, what=title)
+    reachability.wait_for_tables(check, timeout=KUBE_PROXY_ENDPOINT_LAG_TIMEOUT, what=title)

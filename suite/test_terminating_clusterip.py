@@ -20,6 +20,7 @@ from collections.abc import Iterator, Sequence
 
 import pytest
 
+from fixtures import reachability
 from fixtures.expectations.model import TrafficPolicy
 from fixtures.expectations.slices import describe_endpoints, endpoint_problems, expected_pod_endpoints
 from fixtures.expectations.traffic import clusterip_backends
@@ -109,7 +110,7 @@ def assert_fallback(jig: ServiceJig, service: str, drained: Sequence[PodInfo], p
         ok, text = check()
         return ok, text if ok else f"{window_state(jig, service, drained)}\n{text}"
 
-    wait_until(with_state, timeout=KUBE_PROXY_ENDPOINT_LAG_TIMEOUT, what=title)
+    reachability.wait_for_tables(with_state, timeout=KUBE_PROXY_ENDPOINT_LAG_TIMEOUT, what=title)
 
 
 def test_cluster_policy_falls_back_to_terminating_endpoints_when_none_is_ready(term, drained):
@@ -178,4 +179,4 @@ def test_publish_not_ready_addresses_sends_cluster_ip_traffic_to_unready_backend
             return ok, (f"service {service} now has publishNotReadyAddresses: {str(live).lower()}; its "
                         f"EndpointSlices list: {listed}\n{text}")
 
-        wait_until(with_state, timeout=KUBE_PROXY_ENDPOINT_LAG_TIMEOUT, what=title)
+        reachability.wait_for_tables(with_state, timeout=KUBE_PROXY_ENDPOINT_LAG_TIMEOUT, what=title)

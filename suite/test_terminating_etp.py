@@ -37,7 +37,6 @@ from fixtures.ingress import health_check_report
 from fixtures.jig import ServiceJig
 from fixtures.kube import PodInfo
 from fixtures.observations import HealthCheckReply, Unknown
-from fixtures.poll import wait_until
 from fixtures.probes import health_check, http_from_host, http_get
 from fixtures.servicetraffic import node_column
 from fixtures.terminating import (
@@ -119,7 +118,8 @@ def drained(etp, kube) -> Iterator[list[PodInfo]]:
     before = etp.endpoints(LOCAL)
     title = (f"healthCheckNodePort {health_check_port(etp)} of service {etp.namespace}/{LOCAL} from this "
              f"machine, before the backend terminates")
-    wait_until(health_check_check(etp, before, title), timeout=KUBE_PROXY_SERVICE_SYNC_TIMEOUT, what=title)
+    reachability.wait_for_tables(health_check_check(etp, before, title),
+                                 timeout=KUBE_PROXY_SERVICE_SYNC_TIMEOUT, what=title)
     try:
         yield drain_all(etp)
     finally:
@@ -177,7 +177,7 @@ def assert_node_port_fallback(jig: ServiceJig, service: str, drained: Sequence[P
             return True, cmp.render()
         return False, f"{window_state(jig, service, drained)}\n{cmp.render()}"
 
-    wait_until(check, timeout=KUBE_PROXY_ENDPOINT_LAG_TIMEOUT, what=title)
+    reachability.wait_for_tables(check, timeout=KUBE_PROXY_ENDPOINT_LAG_TIMEOUT, what=title)
 
 
 def test_cluster_policy_node_port_falls_back_to_the_terminating_endpoint_on_every_node(etp, drained):
@@ -199,4 +199,4 @@ def test_health_check_node_port_answers_503_while_the_only_local_endpoint_is_ter
         ok, text = check()
         return ok, text if ok else f"{window_state(etp, LOCAL, drained)}\n{text}"
 
-    wait_until(with_state, timeout=KUBE_PROXY_ENDPOINT_LAG_TIMEOUT, what=title)
+    reachability.wait_for_tables(with_state, timeout=KUBE_PROXY_ENDPOINT_LAG_TIMEOUT, what=title)
