@@ -578,6 +578,9 @@ ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]
         preload = self.component_images(cni, bins)
         self.node_base(kube_bin)
         self.node_image(preload, MANIFESTS / "kindnet.yaml")
+        from images import loadbalancer
+
+        loadbalancer.build(self, airgapped=True)
         if cni == "flannel":
             # flannel's binaries, image and node image (kindnet's + flannel preloaded): only
             # this CNI's cells build them.
@@ -606,6 +609,9 @@ ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]
         client = ImageDef(client.name, client.tag, (), base=OFFICIAL_DEBIAN_IMAGE,
                           packages=client.packages, cmd=client.cmd)
         self.docker_build("image-client-official", client.tag, client.dockerfile(), {})
+        from images import loadbalancer
+
+        loadbalancer.build(self, airgapped=False)
         if cni == "flannel":
             from images import flannel
 

@@ -22,6 +22,9 @@ AIRGAPPED_NODE_IMAGE = f"svcconform/kind-node:{versions.KUBERNETES}"
 FLANNEL_IMAGE = f"svcconform/flannel:{versions.FLANNEL}"
 #: The kindnet node image plus FLANNEL_IMAGE preloaded (``python -m images ensure --cni flannel``).
 AIRGAPPED_FLANNEL_NODE_IMAGE = f"{AIRGAPPED_NODE_IMAGE}-flannel"
+#: The per-Service load-balancer container cloud-provider-kind runs, air-gapped: our
+#: envoy-config-compatible proxy (images/loadbalancer.py).  Official sets use upstream's envoy.
+LB_PROXY_IMAGE = "svcconform/lb-proxy:1"
 
 # kubeadm v1.34 defaults to CoreDNS v1.12.1, which cannot be built here; the node image
 # carries the CoreDNS we built, and kubeadm is told to use that tag.
@@ -48,6 +51,8 @@ class ImageSet:
     cni_node_images: tuple[tuple[str, str], ...] = ()
     #: (cni, images) that cells with that CNI also load into their nodes
     cni_load_images: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    #: the image cloud-provider-kind runs per LoadBalancer Service; None: its default (envoy)
+    lb_proxy_image: str | None = None
 
     def node_image_for(self, cni: str) -> str:
         """The node image a cell with ``cni`` boots from."""
@@ -74,6 +79,7 @@ AIRGAPPED = ImageSet(
     kubeadm_patches=(COREDNS_PATCH,),
     airgapped=True,
     cni_node_images=(("flannel", AIRGAPPED_FLANNEL_NODE_IMAGE),),
+    lb_proxy_image=LB_PROXY_IMAGE,
 )
 
 # With registry access the official node image is used; our client image (and flannel's, for

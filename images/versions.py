@@ -30,3 +30,6 @@ DEBIAN_SUITE = "bookworm"
 OFFICIAL_NODE_IMAGE = (
     "kindest/node:v1.34.0@sha256:7416a61b42b1662ca6ca89f02028ac133a309a2a30ba309614e8ec94d976dc5a"
 )
+# LoadBalancer Services: sigs.k8s.io/cloud-provider-kind (runs on this machine, one proxy
+# container per Service). Its module requires Kubernetes v0.34 libraries and kind v0.30.0.
+CLOUD_PROVIDER_KIND = "v0.10.0"

@@ -245,6 +245,9 @@ def fake_builder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> tuple[Any, 
     monkeypatch.setattr(b, "docker_build", lambda step, tag, *a, **k: calls.append(("image", tag)) or "k")
     monkeypatch.setattr(b, "docker_image_id", lambda tag: f"id-of-{tag}")
     monkeypatch.setattr(b, "step", lambda step, key, fn, ok=None: calls.append(("step", f"{step}={key}")))
+    from images import loadbalancer
+
+    monkeypatch.setattr(loadbalancer, "install_ccm", lambda builder: calls.append(("tool", "cloud-provider-kind")))
     return b, calls
 
 
@@ -260,6 +263,16 @@ def test_kindnet_cells_build_no_flannel_and_keep_their_node_image_key(
     key = build.sha("node", f"id-of-{build.NODE_BASE_IMAGE}", ["a:1"], ["id-of-a:1"],
                     build.file_digest(build.MANIFESTS / "kindnet.yaml"), versions.KUBERNETES)
     assert ("step", f"node-image={key}") in calls
+
+
+def test_every_air_gapped_cell_gets_cloud_provider_kind_and_the_lb_proxy_image(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for cell_cni in ("kindnet", "flannel"):
+        b, calls = fake_builder(monkeypatch, tmp_path)
+        b.airgapped(cell_cni)
+        assert ("tool", "cloud-provider-kind") in calls
+        assert ("image", catalog.LB_PROXY_IMAGE) in calls
 
 
 def test_flannel_cells_add_the_flannel_image_and_node_image(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -1,0 +1,1 @@
+"""The per-Service load-balancer proxy image's program (see envoy_subset.py)."""
