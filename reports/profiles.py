@@ -8,8 +8,8 @@ In the spirit of Gateway API conformance profiles, every test is classified as
   and ``externalTrafficPolicy`` ``Cluster``/``Local`` source-IP and reachability basics.
 * **Extended** — optional features and service-level expectations a conformant
   implementation may lack: session-affinity *timeouts*, ``healthCheckNodePort``,
-  ``internalTrafficPolicy``, traffic distribution / topology, SCTP, external IPs, data-plane
-  convergence ceilings (``convergence``) and the property-based checks (``properties``);
+  ``internalTrafficPolicy``, traffic distribution / topology, LoadBalancer Services, SCTP,
+  external IPs, data-plane convergence ceilings (``convergence``) and the property-based checks (``properties``);
   also NodePorts on ``127.0.0.1``, which nftables mode deliberately does not serve.
 
 Classification is decided per test by :data:`RULES`, first match wins:
@@ -123,6 +123,13 @@ RULES: tuple[Rule, ...] = (
         EXTENDED,
         "trafficDistribution / topology-aware routing are hints an implementation may ignore",
         keywords=("traffic_distribution", "trafficdistribution", "prefer_close", "topology"),
+    ),
+    Rule(
+        "load-balancer",
+        EXTENDED,
+        "type LoadBalancer needs a load-balancer implementation (a cloud provider; on kind, "
+        "cloud-provider-kind): upstream e2e's LoadBalancer tests are outside Conformance",
+        keywords=("load_balancer", "loadbalancer"),
     ),
     Rule(
         "sctp",
