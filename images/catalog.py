@@ -34,6 +34,20 @@ COREDNS_PATCH = f"kind: ClusterConfiguration\ndns:\n  imageTag: {versions.COREDN
 AIRGAPPED_CNIS = ("kindnet", "flannel")
 
 
+#: Why a CNI's images cannot be built here, for the ``unsupported`` reason (measured with the
+#: commands quoted; re-check when the module proxy changes).
+UNBUILDABLE_CNIS: dict[str, str] = {
+    "calico": (
+        "Calico cannot be built from the Go module proxy: its release versions are refused "
+        "('go mod download github.com/projectcalico/calico@v3.30.0' -> 403 Forbidden, likewise "
+        "v3.29.3 and v3.31.0), and the one version it serves (@latest = "
+        "v1.11.0-cni-plugin.0.20250813170300-a0db560f0520, a v3.28 branch) replaces "
+        "github.com/projectcalico/api with ./api, a nested module missing from the zip, while "
+        "github.com/projectcalico/api itself is refused (403)"
+    ),
+}
+
+
 class ImagesMissing(Exception):
     """No usable node image: neither built locally nor available from a registry."""
 
@@ -65,9 +79,10 @@ class ImageSet:
     def cni_unsupported_reason(self, cni: str) -> str | None:
         """Why ``cni`` cannot run with this image set, or None when it can."""
         if self.airgapped and cni not in AIRGAPPED_CNIS:
+            why = UNBUILDABLE_CNIS.get(cni)
             return (
                 f"{cni} images are unavailable: no container registry is reachable and the "
-                f"air-gapped toolchain builds only {', '.join(AIRGAPPED_CNIS)}"
+                f"air-gapped toolchain builds only {', '.join(AIRGAPPED_CNIS)}" + (f"; {why}" if why else "")
             )
         return None
 
