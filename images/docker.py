@@ -155,17 +155,23 @@ def guard_kind_network(log: Callable[[str], object] = print) -> bool:
     bridge = kind_bridge()
     if bridge is None or shutil.which("iptables") is None:
         return False
-    rule = guard_rule(bridge)
     guard_kind_network_v6(bridge, log)
-    check = subprocess.run(["iptables", "-C", "DOCKER-USER", *rule], capture_output=True, check=False)
-    if check.returncode == 0:
+    return _insert_rule("iptables", "DOCKER-USER", guard_rule(bridge), log,
+                        failed=f"docker: could not guard {bridge}",
+                        done=f"docker: traffic from the kind network ({bridge}) is not forwarded off "
+                             "this machine")
+
+
+def _insert_rule(tool: str, chain: str, rule: list[str], log: Callable[[str], object], *,
+                 failed: str, done: str) -> bool:
+    """Insert ``rule`` first in ``chain`` unless ``tool -C`` finds it there already."""
+    if subprocess.run([tool, "-C", chain, *rule], capture_output=True, check=False).returncode == 0:
         return True
-    add = subprocess.run(["iptables", "-I", "DOCKER-USER", "1", *rule], capture_output=True, text=True,
-                         check=False)
+    add = subprocess.run([tool, "-I", chain, "1", *rule], capture_output=True, text=True, check=False)
     if add.returncode != 0:
-        log(f"docker: could not guard {bridge}: {add.stderr.strip()}")
+        log(f"{failed}: {add.stderr.strip()}")
         return False
-    log(f"docker: traffic from the kind network ({bridge}) is not forwarded off this machine")
+    log(done)
     return True
 
 
@@ -181,14 +187,7 @@ def guard_kind_network_v6(bridge: str, log: Callable[[str], object] = print) -> 
     """Install the IPv6 guard (idempotent); False when ip6tables is missing or refuses."""
     if shutil.which("ip6tables") is None:
         return False
-    rule = guard_rule_v6(bridge)
-    check = subprocess.run(["ip6tables", "-C", "FORWARD", *rule], capture_output=True, check=False)
-    if check.returncode == 0:
-        return True
-    add = subprocess.run(["ip6tables", "-I", "FORWARD", "1", *rule], capture_output=True, text=True,
-                         check=False)
-    if add.returncode != 0:
-        log(f"docker: could not guard {bridge} for IPv6: {add.stderr.strip()}")
-        return False
-    log(f"docker: IPv6 traffic from the kind network ({bridge}) is not forwarded off this machine")
-    return True
+    return _insert_rule("ip6tables", "FORWARD", guard_rule_v6(bridge), log,
+                        failed=f"docker: could not guard {bridge} for IPv6",
+                        done=f"docker: IPv6 traffic from the kind network ({bridge}) is not forwarded off "
+                             "this machine")

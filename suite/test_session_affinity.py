@@ -30,7 +30,7 @@ from fixtures.expectations.traffic import clusterip_backends
 from fixtures.jig import ServiceJig, tweaks
 from fixtures.observations import HttpReply
 from fixtures.probes import http_from_host, sample_loop
-from fixtures.servicetraffic import LOOP_TRY_TIMEOUT_S, ClientBackends, backends_by_client
+from fixtures.servicetraffic import LOOP_TRY_TIMEOUT_S, ClientBackends, backends_by_client, backends_check
 from fixtures.timeouts import (
     KUBE_PROXY_ENDPOINT_LAG_TIMEOUT,
     KUBE_PROXY_SERVICE_SYNC_TIMEOUT,
@@ -150,22 +150,7 @@ def spread_check(jig: ServiceJig, service: str, title: str) -> Callable[[], tupl
         for n in jig.clients()
     }
     svc = jig.service(service)
-
-    def check() -> tuple[bool, str]:
-        got = backends_by_client(jig.clients(), svc.cluster_ip, 80)
-        cmp = reachability.compare(
-            reachability.expected_backend_table(title, expected, names),
-            reachability.backend_table(
-                title,
-                {n: g.seen for n, g in got.items()},
-                names,
-                commands={n: g.command for n, g in got.items()},
-                notes={n: g.note for n, g in got.items()},
-            ),
-        )
-        return cmp.ok, cmp.render()
-
-    return check
+    return backends_check(title, jig.clients(), svc.cluster_ip, 80, expected=expected, columns=names)
 
 
 @pytest.mark.clusterip
