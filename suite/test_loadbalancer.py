@@ -31,10 +31,12 @@ import pytest
 from fixtures import loadbalancer as lbx
 from fixtures import reachability
 from fixtures.concurrency import run_all
+from fixtures.hostnet import source_address_towards
 from fixtures.jig import ServiceJig
 from fixtures.observations import HttpReply, UdpReply
 from fixtures.poll import wait_until
 from fixtures.probes import http_from_host, http_get
+from fixtures.probes.traffic import target_of
 from fixtures.probes.udp_socket import udp_from_host
 from fixtures.providers.kind import KindProvider
 from fixtures.timeouts import KUBE_PROXY_SERVICE_SYNC_TIMEOUT, LOAD_BALANCER_TIMEOUT
@@ -48,6 +50,7 @@ UDP_PORT = 81
 # kube-proxy one of 2 endpoints, so each backend answers half the requests; missing one in
 # 16 has p = 2 * 2**-16 = 3e-5.
 TRIES = 16
+HTTP_80 = {"name": "http", "port": HTTP_PORT, "targetPort": "http", "protocol": "TCP"}
 HTTP_8080 = {"name": "http", "port": 8080, "targetPort": "http", "protocol": "TCP"}
 CLEANUP_FINALIZER = lbx.CLEANUP_FINALIZER
 
@@ -332,3 +335,60 @@ def test_type_and_port_changes_reprovision_and_release_the_load_balancer(load_ba
 
     wait_until(released, timeout=LOAD_BALANCER_TIMEOUT,
                what=f"load balancer of {j.namespace}/lbtype released")
+
+
+@pytest.mark.nodeport
+def test_load_balancer_source_ranges_admit_only_the_listed_clients(load_balancer, jig):
+    """Upstream e2e "should only allow access from service loadbalancer source ranges", from
+    this machine: listed, it is served; the ranges changed to exclude it, it is not; listed
+    again, served again.  (With ``ipMode: Proxy`` the load balancer enforces the ranges; the
+    check is that the Service's ranges reach it and follow changes.)"""
+    ccm, _ = load_balancer
+    j = jig(name="lbranges", backends=1, clients=False)
+    j.update(lambda v: v["service"].update(type="LoadBalancer", ports=[HTTP_80]))
+    ing = wait_ingress(j, "lbranges", ccm)
+    me = source_address_towards(ing.ip)
+    mine = f"{me}/{128 if ':' in me else 32}"
+    # Documentation prefixes (RFC 5737 / 3849): nothing here uses them, so they exclude this machine.
+    elsewhere = "2001:db8::/32" if ":" in me else "192.0.2.0/24"
+    reproduce = f"curl http://{target_of(ing.ip, HTTP_PORT)}/clientip"
+
+    for ranges, admitted in (([mine], True), ([elsewhere], False), ([mine], True)):
+        j.update(lambda v, r=ranges: v["service"].update(loadBalancerSourceRanges=r))
+        title = (f"TCP {target_of(ing.ip, HTTP_PORT)} (load balancer of {j.namespace}/lbranges, "
+                 f"loadBalancerSourceRanges {ranges}) from this machine ({me})")
+        look(j, "lbranges", lambda: http_from_host(ing.ip, HTTP_PORT, connect_timeout=2.0), title=title,
+             want=every_backend_answers if admitted else nobody_answers, reproduce=reproduce)
+
+
+def nobody_answers(replies, backends) -> list[str]:
+    served = [r for r in replies if r.ok]
+    if not served:
+        return []
+    return [f"{len(served)} of {len(replies)} attempts were served from outside the source ranges"]
+
+
+@pytest.mark.nodeport
+def test_load_balancer_without_node_ports_allocates_them_when_switched_on(load_balancer, jig):
+    """Upstream e2e "should be able to create LoadBalancer Service without NodePort and change
+    it": with ``allocateLoadBalancerNodePorts: false`` no port has a nodePort (and this
+    machine's load balancer, which forwards to NodePorts, has nothing to forward to); switched
+    to ``true``, every port gets one and the load balancer carries traffic to the backend."""
+    ccm, _ = load_balancer
+    j = jig(name="lbnonp", backends=1, clients=False)
+    j.update(lambda v: v["service"].update(type="LoadBalancer", ports=[HTTP_80],
+                                           allocateLoadBalancerNodePorts=False))
+    spec = j.service_object("lbnonp")["spec"]
+    assert spec.get("allocateLoadBalancerNodePorts") is False, f"spec as stored: {spec}"
+    allocated = {p["name"]: p.get("nodePort") for p in spec["ports"] if p.get("nodePort")}
+    assert not allocated, f"allocateLoadBalancerNodePorts: false, yet node ports were allocated: {allocated}"
+
+    j.update(lambda v: v["service"].update(allocateLoadBalancerNodePorts=True))
+    spec = j.service_object("lbnonp")["spec"]
+    missing = [p["name"] for p in spec["ports"] if not p.get("nodePort")]
+    assert not missing, (
+        f"allocateLoadBalancerNodePorts: true, yet ports {missing} have no nodePort: {spec['ports']}")
+    ing = wait_ingress(j, "lbnonp", ccm)
+    look(j, "lbnonp", lambda: http_from_host(ing.ip, HTTP_PORT),
+         title=f"TCP {target_of(ing.ip, HTTP_PORT)} after allocateLoadBalancerNodePorts: false → true",
+         want=every_backend_answers, reproduce=f"curl http://{target_of(ing.ip, HTTP_PORT)}/hostname")

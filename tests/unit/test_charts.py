@@ -259,6 +259,7 @@ def test_load_balancer_with_health_check_node_port() -> None:
                     "externalTrafficPolicy": "Local",
                     "healthCheckNodePort": 32000,
                     "allocateLoadBalancerNodePorts": True,
+                    "loadBalancerSourceRanges": ["172.18.0.1/32"],
                 }
             },
         ),
@@ -266,6 +267,7 @@ def test_load_balancer_with_health_check_node_port() -> None:
     )["spec"]
     assert svc["healthCheckNodePort"] == 32000
     assert svc["allocateLoadBalancerNodePorts"] is True
+    assert svc["loadBalancerSourceRanges"] == ["172.18.0.1/32"]
 
 
 def test_cluster_ip_options() -> None:
@@ -321,6 +323,7 @@ def test_headless_and_extra_external_name_services() -> None:
         ({"type": "NodePort", "healthCheckNodePort": 32000}, "healthCheckNodePort needs"),
         ({"type": "ExternalName"}, "service.type must be"),
         ({"type": "NodePort", "headless": True}, "headless needs"),
+        ({"type": "NodePort", "loadBalancerSourceRanges": ["10.0.0.0/8"]}, "loadBalancerSourceRanges needs"),
     ],
 )
 def test_invalid_service_values_fail_with_a_clear_message(service: dict[str, Any], message: str) -> None:
