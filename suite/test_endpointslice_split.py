@@ -85,10 +85,12 @@ class Split:
         self.namespace = namespace
         nodes = [n.name for n in facts.nodes]
         self.client_prefix = "split-client"
+        #: manual slices carry the cluster's family (IPv6 cells: pod IPs are IPv6)
+        self.address_type = "IPv6" if facts.ip_family == "ipv6" else "IPv4"
         values = {
             "backends": {"count": len(HTTP_PORTS), "nodes": nodes, "httpPorts": HTTP_PORTS},
             "clients": {"nodes": nodes, "namePrefix": self.client_prefix},
-            "endpointSlice": {"endpoints": []},
+            "endpointSlice": {"endpoints": [], "addressType": self.address_type},
         }
         self.byport = charts.install(kube, charts.SERVICE_NO_SELECTORS, "byport", namespace, values)
         self.pods = [
@@ -211,7 +213,8 @@ def test_a_selector_service_whose_pods_number_port_http_differently_gets_a_slice
 def test_a_selectorless_service_split_by_port_across_two_manual_slices_reaches_both(split):
     p0, p1 = split.pods[0], split.pods[1]
     split.byport = charts.upgrade(split.kube, split.byport, {
-        "endpointSlice": {"ports": http_ports(p0.port), "endpoints": [p0.endpoint()]},
+        "endpointSlice": {"ports": http_ports(p0.port), "endpoints": [p0.endpoint()],
+                          "addressType": split.address_type},
         "extraEndpointSlices": [{"name": "byport-manual-b", "ports": http_ports(p1.port),
                                  "endpoints": [p1.endpoint()]}],
     })
@@ -224,7 +227,8 @@ def test_a_selectorless_service_split_by_address_across_two_manual_slices_reache
     p0, p2 = split.pods[0], split.pods[2]
     assert p0.port == p2.port, f"test setup: {p0} and {p2} should serve on the same port"
     split.pointing("byaddr", {
-        "endpointSlice": {"ports": http_ports(p0.port), "endpoints": [p0.endpoint()]},
+        "endpointSlice": {"ports": http_ports(p0.port), "endpoints": [p0.endpoint()],
+                          "addressType": split.address_type},
         "extraEndpointSlices": [{"name": "byaddr-manual-b", "endpoints": [p2.endpoint()]}],
     })
     split.assert_reaches("byaddr", [p0, p2],

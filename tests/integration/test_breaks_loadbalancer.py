@@ -8,10 +8,12 @@ A namespace-local break, on the cell's usual (shared) cluster: while
   listens on, so every TCP connection and UDP datagram through the load balancer fails;
 * rewrites the ``lb-local`` Services' ``status.loadBalancer.ingress[].ipMode`` from ``Proxy`` to
   ``VIP``: kube-proxy then short-circuits pods' traffic to the load-balancer IP straight to the
-  backends, which see the pods' addresses instead of the load balancer's.
+  backends, which see the pods' addresses instead of the load balancer's;
+* drops ``loadBalancerSourceRanges`` from the ``lbranges`` Service whenever the test has set
+  ranges that exclude this machine, as an admission webhook that strips the field would.
 
-So the TCP and UDP checks and the ``ipMode: Proxy`` check must FAIL with their tables, and
-the ``Local`` check from this machine (whose traffic does not cross a node's Service rules
+So the TCP and UDP checks, the ``ipMode: Proxy`` check and the source-ranges check must FAIL
+with their tables, and the ``Local`` check from this machine (whose traffic does not cross a node's Service rules
 before the load balancer) and the type-change check must still pass.
 Opt-in: skipped unless ``SVCCONFORM_BREAK_TESTS=1`` (needs the cell's running kind cluster).
 """
@@ -32,6 +34,7 @@ UDP = "test_udp_through_the_load_balancer_reaches_every_backend"
 PROXY_MODE = "test_pods_reach_a_proxy_mode_load_balancer_ip_through_the_load_balancer"
 LOCAL = "test_local_policy_load_balancer_uses_only_nodes_with_endpoints_and_keeps_the_source"
 TYPES = "test_type_and_port_changes_reprovision_and_release_the_load_balancer"
+RANGES = "test_load_balancer_source_ranges_admit_only_the_listed_clients"
 
 
 def mislead(kubectl: Kubectl) -> list[str]:
@@ -47,6 +50,10 @@ def mislead(kubectl: Kubectl) -> list[str]:
             patch = [{"op": "replace", "path": f"/spec/ports/{i}/targetPort", "value": 1} for i in range(len(ports))]
             kubectl("-n", ns, "patch", "service", name, "--type=json", "-p", json.dumps(patch))
             done.append(f"{ns}/{name}: targetPort 1")
+        elif name == "lbranges" and "192.0.2.0/24" in (svc["spec"].get("loadBalancerSourceRanges") or []):
+            kubectl("-n", ns, "patch", "service", name, "--type=json",
+                    "-p", json.dumps([{"op": "remove", "path": "/spec/loadBalancerSourceRanges"}]))
+            done.append(f"{ns}/{name}: loadBalancerSourceRanges removed")
         elif name == "lb-local":
             ingress = (svc.get("status") or {}).get("loadBalancer", {}).get("ingress") or []
             patch = [{"op": "replace", "path": f"/status/loadBalancer/ingress/{i}/ipMode", "value": "VIP"}
@@ -65,7 +72,7 @@ def test_load_balancer_checks_fail_with_tables_when_the_service_proxy_is_misled(
     with Saboteur(kubectl, mislead) as actor:
         proc = run_suite(argv, timeout=FAMILY_RUN_TIMEOUT_S)
     acts = " ".join(actor.actions)
-    for act in ("targetPort 1", "ipMode VIP"):
+    for act in ("targetPort 1", "ipMode VIP", "loadBalancerSourceRanges removed"):
         assert act in acts, f"the actor never did {act!r}: {actor.actions} (errors: {actor.errors[-3:]})"
     tests = outcomes(only_results(results_dir, argv, proc))
     assert proc.returncode != 0, f"LoadBalancer checks passed while broken:\n{proc.stdout[-3000:]}"
@@ -78,6 +85,9 @@ def test_load_balancer_checks_fail_with_tables_when_the_service_proxy_is_misled(
     assert outcome == "failed", f"{PROXY_MODE}: {outcome} {message[:500]}"
     for part in ("must keep the source address", "from client pod on"):
         assert part in message, f"{PROXY_MODE} failed without its table: {message[:1500]}"
+    outcome, message = tests[RANGES]
+    assert outcome == "failed", f"{RANGES}: {outcome} {message[:500]}"
+    assert "served from outside the source ranges" in message, f"{RANGES} without its table: {message[:1500]}"
     for name in (LOCAL, TYPES):
         assert tests[name][0] == "passed", f"{name} is not broken but {tests[name][0]}: {tests[name][1][:800]}"
     print(f"actor: {actor.actions}\n" + "\n".join(

@@ -124,10 +124,20 @@ def test_unused_kind_addresses_sit_in_the_last_slash_24_of_the_nodes_slash_16() 
     assert hostnet.unused_kind_addresses(nodes, count=1, slot=2) == ["172.18.255.24"]
 
 
+def test_unused_kind_addresses_on_ipv6_only_nodes_sit_high_in_their_slash_64() -> None:
+    nodes = ["fc00:f853:ccd:e793::2", "fc00:f853:ccd:e793::3"]
+    assert hostnet.unused_kind_addresses(nodes, count=2, slot=1) == [
+        "fc00:f853:ccd:e793::ffff:14",
+        "fc00:f853:ccd:e793::ffff:15",
+    ]
+    assert hostnet.host_prefix("fc00::1") == "fc00::1/128"
+    assert hostnet.host_prefix("172.18.255.16") == "172.18.255.16/32"
+
+
 @pytest.mark.parametrize(
     ("nodes", "count", "slot", "message"),
     [
-        (["fd00::2"], 1, 0, "no IPv4 node address"),
+        ([], 1, 0, "no node address"),
         (["172.18.0.2"], 5, 0, "out of range"),
         (["172.18.0.2"], 1, 60, "out of range"),
         (["172.18.255.16", "172.18.0.2"], 1, 0, "belong to nodes"),

@@ -345,3 +345,14 @@ def test_a_host_network_cluster_first_pod_is_told_apart_from_a_cluster_dns_one()
         f"search '(none)', expected '{CAPTURED_NS}.svc.cluster.local svc.cluster.local cluster.local'",
         "options 'ndots:0', expected 'ndots:5'",
     ]
+
+
+def test_headless_endpoint_names_follow_coredns_endpoint_hostname() -> None:
+    from fixtures.expectations.dns import endpoint_name
+
+    # CoreDNS v1.14.7 plugin/kubernetes endpointHostname: the slice's spelling, dashes, "0"
+    # after a trailing dash (what an IPv6 cell's SRV answers showed: fd00-10-244--c).
+    assert endpoint_name("fd00:10:244::c") == "fd00-10-244--c"
+    assert endpoint_name("fd00:10:244:2::10") == "fd00-10-244-2--10"
+    assert endpoint_name("fd00::") == "fd00--0"
+    assert endpoint_name("10.244.1.7") == "10-244-1-7"
