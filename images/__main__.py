@@ -45,7 +45,8 @@ def cmd_status() -> int:
         print(f"tool {tool}: {'present' if paths.tool(tool).exists() else 'missing'} ({paths.tool(tool)})")
     for d in build.image_defs():
         print(f"image {d.tag}: {state(d.tag)}")
-    for node in (catalog.AIRGAPPED_NODE_IMAGE, catalog.AIRGAPPED_FLANNEL_NODE_IMAGE):
+    for node in (catalog.AIRGAPPED_NODE_IMAGE, catalog.AIRGAPPED_FLANNEL_NODE_IMAGE,
+                 catalog.AIRGAPPED_CILIUM_NODE_IMAGE):
         print(f"node image {node}: {state(node)}")
     times = paths.cache_dir() / "build-times.jsonl"
     if times.exists():

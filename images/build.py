@@ -193,11 +193,13 @@ class GoBuild:
     local_module: Path | None = None  # build from a module in this repo instead
     files: Callable[[Builder], dict[str, str]] | None = None  # extra wrapper-module files
     ldflags: str = "-s -w"
+    tags: tuple[str, ...] = ()  # build tags (``go build -tags``)
 
     def key(self) -> str:
         local = tree_hash(self.local_module) if self.local_module else ""
+        extra = (self.tags,) if self.tags else ()  # keeps the keys of tag-less builds as they were
         return sha(self.name, self.version, self.packages, self.require, self.ldflags, local,
-                   "go", go_version())
+                   "go", go_version(), *extra)
 
 
 def go_version() -> str:
@@ -205,6 +207,16 @@ def go_version() -> str:
         return run(["go", "env", "GOVERSION"], capture=True).strip()
     except (BuildError, OSError):
         return "missing"
+
+
+def helm_ldflags(version: str = versions.HELM, client_go_minor: str = versions.HELM_CLIENT_GO_MINOR) -> str:
+    """Upstream's release flags: the version, and the Kubernetes version ``helm template`` and
+    ``helm lint`` assume offline (its Makefile derives 1.<minor> from the client-go it builds
+    with; left unset it is 1.20, which charts asking for a newer kubeVersion refuse)."""
+    flags = [f"-X helm.sh/helm/v3/internal/version.version={version}"]
+    for pkg in ("helm.sh/helm/v3/pkg/lint/rules", "helm.sh/helm/v3/pkg/chartutil"):
+        flags += [f"-X {pkg}.k8sVersionMajor=1", f"-X {pkg}.k8sVersionMinor={client_go_minor}"]
+    return "-s -w " + " ".join(flags)
 
 
 def kube_ldflags(version: str) -> str:
@@ -325,8 +337,9 @@ class Builder:
                     (moddir / fname).write_text(text)
                 for req in build.require:
                     run(["go", "get", req], cwd=moddir, env=self.go_env())
-            run(["nice", "go", "build", "-ldflags", build.ldflags, "-o", str(tmp) + "/", *build.packages],
-                cwd=moddir, env=self.go_env())
+            tags = ["-tags", ",".join(build.tags)] if build.tags else []
+            run(["nice", "go", "build", *tags, "-ldflags", build.ldflags, "-o", str(tmp) + "/",
+                 *build.packages], cwd=moddir, env=self.go_env())
             for b in binaries:
                 if not (tmp / b).exists():
                     raise BuildError(f"go build produced no {b} in {tmp}")
@@ -543,8 +556,7 @@ ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]
         bin_dir.mkdir(parents=True, exist_ok=True)
         for name, module, ver, ldflags in (
             ("kind", "sigs.k8s.io/kind", versions.KIND, "-s -w"),
-            ("helm", "helm.sh/helm/v3/cmd/helm", versions.HELM,
-             f"-s -w -X helm.sh/helm/v3/internal/version.version={versions.HELM}"),
+            ("helm", "helm.sh/helm/v3/cmd/helm", versions.HELM, helm_ldflags()),
             ("actionlint", "github.com/rhysd/actionlint/cmd/actionlint", versions.ACTIONLINT,
              f"-s -w -X github.com/rhysd/actionlint.version={versions.ACTIONLINT}"),
         ):
@@ -587,6 +599,11 @@ ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]
             from images import flannel
 
             flannel.build(self)
+        if cni == "cilium":
+            # Cilium's binaries, images, node image (kindnet's + Cilium's preloaded) and chart.
+            from images import cilium
+
+            cilium.build(self)
 
 
     def official(self, cni: str = "kindnet") -> None:
@@ -616,6 +633,10 @@ ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]
             from images import flannel
 
             flannel.build_image(self, base=OFFICIAL_DEBIAN_IMAGE, step="image-flannel-official")
+        if cni == "cilium":
+            from images import cilium
+
+            cilium.official(self)
 
 
 def pull_error(image: str, timeout: float = 900) -> str | None:

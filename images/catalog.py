@@ -22,6 +22,12 @@ AIRGAPPED_NODE_IMAGE = f"svcconform/kind-node:{versions.KUBERNETES}"
 FLANNEL_IMAGE = f"svcconform/flannel:{versions.FLANNEL}"
 #: The kindnet node image plus FLANNEL_IMAGE preloaded (``python -m images ensure --cni flannel``).
 AIRGAPPED_FLANNEL_NODE_IMAGE = f"{AIRGAPPED_NODE_IMAGE}-flannel"
+#: Cilium's agent and generic operator, tagged as its chart asks (images/cilium.py builds them
+#: air-gapped; with registry access the nodes pull the official ones).
+CILIUM_IMAGE = f"quay.io/cilium/cilium:{versions.CILIUM}"
+CILIUM_OPERATOR_IMAGE = f"quay.io/cilium/operator-generic:{versions.CILIUM}"
+#: The kindnet node image plus both Cilium images preloaded (``python -m images ensure --cni cilium``).
+AIRGAPPED_CILIUM_NODE_IMAGE = f"{AIRGAPPED_NODE_IMAGE}-cilium"
 #: The per-Service load-balancer container cloud-provider-kind runs, air-gapped: our
 #: envoy-config-compatible proxy (images/loadbalancer.py).  Official sets use upstream's envoy.
 LB_PROXY_IMAGE = "svcconform/lb-proxy:1"
@@ -31,7 +37,7 @@ LB_PROXY_IMAGE = "svcconform/lb-proxy:1"
 COREDNS_PATCH = f"kind: ClusterConfiguration\ndns:\n  imageTag: {versions.COREDNS}\n"
 
 #: CNIs whose images the air-gapped toolchain can build (kindnet: our own daemon).
-AIRGAPPED_CNIS = ("kindnet", "flannel")
+AIRGAPPED_CNIS = ("kindnet", "flannel", "cilium")
 
 
 #: Why a CNI's images cannot be built here, for the ``unsupported`` reason (measured with the
@@ -93,7 +99,7 @@ AIRGAPPED = ImageSet(
     client_image=CLIENT_IMAGE,
     kubeadm_patches=(COREDNS_PATCH,),
     airgapped=True,
-    cni_node_images=(("flannel", AIRGAPPED_FLANNEL_NODE_IMAGE),),
+    cni_node_images=(("flannel", AIRGAPPED_FLANNEL_NODE_IMAGE), ("cilium", AIRGAPPED_CILIUM_NODE_IMAGE)),
     lb_proxy_image=LB_PROXY_IMAGE,
 )
 

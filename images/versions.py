@@ -8,6 +8,9 @@ machines have.  It is the newest 1.34 patch the Go module proxy serves.
 KUBERNETES = "v1.34.4"
 KIND = "v0.30.0"
 HELM = "v3.19.0"
+# helm v3.19.0 builds with k8s.io/client-go v0.34: its Makefile stamps 1.34 as the Kubernetes
+# version `helm template` assumes offline.
+HELM_CLIENT_GO_MINOR = "34"
 # Validates .github/workflows/nightly.yml offline (tests/unit/test_workflow.py).
 ACTIONLINT = "v1.7.12"
 # kubeadm v1.34 asks for etcd 3.6.5-0 and pause 3.10.1: built at exactly those versions.
@@ -33,3 +36,7 @@ OFFICIAL_NODE_IMAGE = (
 # LoadBalancer Services: sigs.k8s.io/cloud-provider-kind (runs on this machine, one proxy
 # container per Service). Its module requires Kubernetes v0.34 libraries and kind v0.30.0.
 CLOUD_PROVIDER_KIND = "v0.10.0"
+# Cilium (images/cilium.py): its documentation lists Kubernetes 1.31-1.34 and its go.mod needs
+# go 1.25.  v1.20.2 needs gobgp/v4 and mcs-api zips the module proxy refuses, v1.19.8's .mod
+# file is refused, and v1.18.x supports Kubernetes only up to 1.33.
+CILIUM = "v1.19.7"

@@ -9,7 +9,8 @@ In the spirit of Gateway API conformance profiles, every test is classified as
 * **Extended** — optional features and service-level expectations a conformant
   implementation may lack: session-affinity *timeouts*, ``healthCheckNodePort``,
   ``internalTrafficPolicy``, traffic distribution / topology, LoadBalancer Services, SCTP,
-  external IPs, data-plane convergence ceilings (``convergence``) and the property-based checks (``properties``);
+  external IPs, data-plane convergence ceilings (``convergence``) and the property-based checks
+  (``properties``);
   also NodePorts on ``127.0.0.1``, which nftables mode deliberately does not serve.
 
 Classification is decided per test by :data:`RULES`, first match wins:

@@ -146,3 +146,40 @@ def test_registry_collects_a_tests_and_its_modules_namespaces() -> None:
     registry.add("suite/test_a.py::test_y", "svcc-dns-r-t002")
     chain = ["", "suite", "suite/test_a.py", "suite/test_a.py::test_x"]
     assert registry.for_chain(chain) == ["svcc-dns-r-mod1", "svcc-dns-r-t001"]
+
+
+class CiliumKube(FakeKube):
+    """A cluster without kube-proxy whose Cilium agents answer ``cilium-dbg``."""
+
+    def exec(self, namespace: str, pod_name: str, argv: Sequence[str], *, container: str | None = None,
+             timeout: float = 0) -> ExecResult:
+        assert namespace == "kube-system"
+        if argv[:2] == ["cilium-dbg", "service"]:
+            return ExecResult(tuple(argv), 0, f"ID   Frontend   Service Type   Backend\n1 10.96.0.1:443 {pod_name}\n", "")
+        return ExecResult(tuple(argv), 1, "", "map not found")
+
+
+def test_cilium_agents_logs_and_service_tables_are_captured(tmp_path: Path) -> None:
+    kube = CiliumKube()
+    kube.objects[("pods", "kube-system")] = [
+        pod("cilium-abc", "kube-system", "cp", "172.18.0.2", labels={"k8s-app": "cilium"}),
+        pod("cilium-def", "kube-system", "w1", "172.18.0.3", labels={"k8s-app": "cilium"}),
+    ]
+    kube.logs = {"cilium-abc": "level=info msg=ready\n", "cilium-def": "level=info msg=ready\n"}
+    source = DiagnosticsSource(kube, lambda: NODES, node_exec, proxy_mode="none")
+    bundle = capture(source, tmp_path / "b", [], test_id="suite/test_x.py::test_y")
+    files = {str(p.relative_to(bundle)) for p in bundle.rglob("*") if p.is_file()}
+    assert {"cilium/cp_cilium-abc.log", "cilium/w1_cilium-def.log", "cilium/cp_service-list.txt",
+            "cilium/w1_service-list.txt", "cilium/w1_bpf-lb-list.txt", "nodes/w1/nft-ruleset.txt"} <= files
+    assert "kube-proxy/NONE.txt" not in files  # Cilium is the data plane here
+    assert "10.96.0.1:443 cilium-def" in (bundle / "cilium/w1_service-list.txt").read_text()
+    assert "map not found" in (bundle / "cilium/w1_bpf-lb-list.txt").read_text()
+    assert "errors.txt" not in files
+
+
+def test_no_data_plane_pods_at_all_is_said(tmp_path: Path) -> None:
+    kube = FakeKube()
+    kube.objects[("pods", "kube-system")] = []
+    bundle = capture(DiagnosticsSource(kube, lambda: NODES, None, proxy_mode="none"), tmp_path / "b", [],
+                     test_id="t")
+    assert "k8s-app=kube-proxy or k8s-app=cilium" in (bundle / "kube-proxy/NONE.txt").read_text()

@@ -199,8 +199,8 @@ def test_installer_apply_failure_is_one_line() -> None:
     assert provider.ready_waits == []
 
 
-def test_installers_are_wired_for_flannel_only() -> None:
-    assert dict(cni.INSTALLERS) == {"flannel": cni.FLANNEL}
+def test_installers_are_wired_for_flannel_and_cilium() -> None:
+    assert dict(cni.INSTALLERS) == {"flannel": cni.FLANNEL, "cilium": cni.CILIUM}
 
 
 # --- the kind provider picks the flannel node image ------------------------------------
