@@ -16,7 +16,8 @@ In the spirit of Gateway API conformance profiles, every test is classified as
 Classification is decided per test by :data:`RULES`, first match wins:
 
 1. the test id is listed in :data:`EXTENDED_IDS`;
-2. the test's name (everything after the file, parameters included, lower-cased with ``-``
+2. the test's module is one an Extended rule covers whole (``suite/test_traffic_distribution.py``),
+   or its name (everything after the file, parameters included, lower-cased with ``-``
    and ``.`` read as ``_``) contains a keyword of an Extended rule — ``extended`` itself is
    one, so a suite author can opt a test in by naming it ``test_..._extended`` or giving it
    an ``extended`` parameter id;
@@ -77,10 +78,16 @@ class Rule:
     why: str
     keywords: tuple[str, ...] = ()  # any of these in the normalized name; () = any name
     families: tuple[str, ...] = ()  # the test's family is one of these; () = any family
+    #: suite modules all of whose tests the rule covers (their names need no keyword)
+    modules: tuple[str, ...] = ()
 
-    def matches(self, normalized_name: str, family: str) -> bool:
+    def matches(self, normalized_name: str, family: str, module: str = "") -> bool:
+        if module and module in self.modules:
+            return True
         if self.families and family not in self.families:
             return False
+        if self.modules and not self.keywords and not self.families:
+            return False  # a modules-only rule matches nothing else
         return not self.keywords or any(k in normalized_name for k in self.keywords)
 
 
@@ -124,6 +131,8 @@ RULES: tuple[Rule, ...] = (
         EXTENDED,
         "trafficDistribution / topology-aware routing are hints an implementation may ignore",
         keywords=("traffic_distribution", "trafficdistribution", "prefer_close", "topology"),
+        # its tests name the behaviour ("traffic stays in the client's zone"), not the field
+        modules=("suite/test_traffic_distribution.py",),
     ),
     Rule(
         "load-balancer",
@@ -193,8 +202,9 @@ def classify(test_id: str, family: str) -> Classification:
     if test_id in EXTENDED_IDS or base_id(test_id) in EXTENDED_IDS:
         return Classification(EXTENDED, "extended-id")
     normalized = normalize_name(test_id)
+    module = test_id.partition("::")[0]
     for rule in RULES:
-        if rule.matches(normalized, family):
+        if rule.matches(normalized, family, module):
             return Classification(rule.profile, rule.name)
     raise AssertionError("RULES ends with a catch-all rule")  # pragma: no cover
 

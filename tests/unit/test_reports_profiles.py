@@ -89,6 +89,23 @@ SAMPLES = Path(__file__).parent / "data" / "results"
             EXTENDED,
             "traffic-distribution",
         ),
+        # the module's tests name the behaviour, not the field: the whole module is Extended
+        (
+            "suite/test_traffic_distribution.py::"
+            "test_traffic_stays_in_the_clients_zone_or_on_its_node_when_an_endpoint_is_there[PreferSameNode]",
+            "clusterip",
+            EXTENDED,
+            "traffic-distribution",
+        ),
+        (
+            "suite/test_traffic_distribution.py::"
+            "test_a_service_without_traffic_distribution_carries_no_hints_and_spreads_over_every_zone",
+            "clusterip",
+            EXTENDED,
+            "traffic-distribution",
+        ),
+        # the same behaviour words in another module do not make a test Extended
+        ("suite/test_clusterip.py::test_traffic_stays_in_the_clients_zone", "clusterip", CORE, "core-family"),
         ("suite/test_clusterip.py::test_reachable[sctp]", "clusterip", EXTENDED, "sctp"),
         (
             "suite/test_clusterip.py::test_external_ips_route_to_backends",
