@@ -26,6 +26,7 @@ from fixtures.expectations.ranges import cluster_ip_problems
 from fixtures.expectations.traffic import clusterip_backends, nodeport_answering_nodes, rejection_problem
 from fixtures.jig import ServiceJig, tweaks
 from fixtures.kube import PodInfo
+from fixtures.observations import ErrorKind
 from fixtures.poll import wait_until
 from fixtures.probes import EXEC_OVERHEAD_S, dial_from, http_get
 from fixtures.probes.udp_socket import UDP_REPLY_WAIT_S, udp_loop
@@ -468,6 +469,14 @@ def test_udp_traffic_on_one_socket_recovers_when_the_only_backend_is_replaced(
     tail = ", ".join(
         f"{s.t - ready_at:+.1f}s {s.backend or s.error_kind}" for s in loop.timeline.samples[-5:]
     )
+    aborted = [s.t - ready_at for s in loop.timeline.samples if s.error_kind is ErrorKind.ABORTED]
+    if problem and aborted:
+        problem = problem.removesuffix(": stale conntrack entry?") + (
+            f"; the client's socket was closed under it (ECONNABORTED at {aborted[0]:+.1f}s): a "
+            "socket-level load balancer pinned it to the old backend and destroyed it when that "
+            "backend went away, so the application must reconnect (kube-proxy keeps the socket and "
+            "moves it to the new backend)"
+        )
     assert problem is None, (
         f"{where}: {problem}\n  loop: {loop.summary()}; last tries (relative to the new "
         f"endpoint being ready): {tail}\n  reproduce: {loop.command}"

@@ -123,6 +123,10 @@ def test_udp_loop_truncated_output_and_argv():
     assert parse_udp_loop("__svcc_udp__ start=5\nu 6 0 x", target="t").truncated
     assert classify_udp_try(1, "No route to host") is ErrorKind.UNREACHABLE
     assert classify_udp_try(2, "weird") is ErrorKind.UNKNOWN
+    # a socket destroyed under the client (Cilium's socket-LB termination), as dd reports it
+    assert classify_udp_try(1, "dd: error reading 'standard input': Software caused connection abort") \
+        is ErrorKind.ABORTED
+    assert ErrorKind.ABORTED.conclusive
     argv = udp_loop_argv("10.0.0.1", 81, duration=2.5, same_socket=False, stop_unless="old")
     assert argv[0:2] == ["bash", "-c"]
     assert argv[3:] == [
