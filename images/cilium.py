@@ -142,17 +142,25 @@ def bpf_files(bpf_root: Path) -> list[str]:
 
 
 def stage_sources(builder: Builder, src: Path) -> Path:
-    """bpf/ and the scripts, copied out of the read-only module cache with upstream's modes."""
+    """bpf/ and the scripts, copied out of the read-only module cache with upstream's modes
+    (once per version: a module version's files never change)."""
+    from images.build import sha
+
     stage = builder.cache / "cilium-src" / versions.CILIUM
-    shutil.rmtree(stage, ignore_errors=True)
-    for rel in bpf_files(src / "bpf"):
-        dest = stage / "bpf" / rel
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src / "bpf" / rel, dest)
-        dest.chmod(0o644)
-    for rel, name in SCRIPTS:
-        shutil.copyfile(src / rel, stage / name)
-        (stage / name).chmod(0o755)
+
+    def do() -> None:
+        shutil.rmtree(stage, ignore_errors=True)
+        for rel in bpf_files(src / "bpf"):
+            dest = stage / "bpf" / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src / "bpf" / rel, dest)
+            dest.chmod(0o644)
+        for rel, name in SCRIPTS:
+            shutil.copyfile(src / rel, stage / name)
+            (stage / name).chmod(0o755)
+
+    builder.step("cilium-sources", sha("cilium-sources", versions.CILIUM, BPF_IGNORED.pattern, SCRIPTS), do,
+                 lambda: all((stage / name).is_file() for _, name in SCRIPTS) and (stage / "bpf").is_dir())
     return stage
 
 
