@@ -37,6 +37,9 @@ DEBIAN_MIRROR = os.environ.get("SVCCONFORM_DEBIAN_MIRROR", "http://deb.debian.or
 BASE_IMAGE = f"svcconform/debian-base:{versions.DEBIAN_SUITE}"
 NODE_BASE_IMAGE = "svcconform/kind-node-base:1"
 OFFICIAL_DEBIAN_IMAGE = f"debian:{versions.DEBIAN_SUITE}-slim"
+#: PATH of every image built on the Debian base (Alpine's and Debian's default)
+IMAGE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+KUBE_MODULE = "k8s.io/kubernetes"
 
 # Packages of the node image: systemd as PID 1, the container runtime, CNI plugins and
 # the userland kubelet, kubeadm and kube-proxy call on a node (rule dumps included).
@@ -127,7 +130,16 @@ class ImageDef:
     packages: tuple[str, ...] = ()
     entrypoint: tuple[str, ...] = ()
     cmd: tuple[str, ...] = ()
+    #: (path inside the k8s.io/kubernetes module at ``versions.KUBERNETES``, path in the image):
+    #: files upstream's image Dockerfiles ADD from the Kubernetes tree (e.g. agnhost's porter certs)
+    kube_files: tuple[tuple[str, str], ...] = ()
+    #: shell commands run (one RUN, joined with ``&&``) after the packages are installed
+    commands: tuple[str, ...] = ()
+    #: ports the image declares (``EXPOSE``; metadata only)
+    expose: tuple[int, ...] = ()
 
+    # Every optional part renders only when set, so the Dockerfile text (the image's cache key)
+    # of an image that does not use it stays what it was.
     def dockerfile(self) -> str:
         lines = [f"FROM {self.base}" if self.base != "scratch" else "FROM scratch"]
         if self.packages:
@@ -137,14 +149,81 @@ class ImageDef:
                 "&& rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb"
             )
         if self.base != "scratch":
-            lines.append("ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+            lines.append(f"ENV PATH={IMAGE_PATH}")
+        if self.commands:
+            lines.append("RUN " + " \\\n && ".join(self.commands))
         for src, dest in self.binaries:
             lines.append(f"COPY {src} {dest}")
+        for src, dest in self.kube_files:
+            lines.append(f"COPY {kube_context_name(src)} {dest}")
+        if self.expose:
+            lines.append("EXPOSE " + " ".join(str(p) for p in self.expose))
         if self.entrypoint:
             lines.append(f"ENTRYPOINT {json.dumps(list(self.entrypoint))}")
         if self.cmd:
             lines.append(f"CMD {json.dumps(list(self.cmd))}")
         return "\n".join(lines) + "\n"
+
+
+def kube_context_name(module_path: str) -> str:
+    """Where a file of the Kubernetes module sits in an image's build context."""
+    return f"kubernetes/{module_path}"
+
+
+def busybox_links(link_dir: str = "/bin", busybox: str = "/bin/busybox",
+                  path: str = IMAGE_PATH) -> str:
+    """Shell loop linking every applet of ``busybox`` into ``link_dir``, except names some
+    directory of ``path`` already has: upstream's Alpine base has the applets on PATH (``ps``,
+    ``ping``, ``netstat`` ...), but a real tool (bash, curl, wget, dig, nslookup, nc, ip, the
+    coreutils) must never be shadowed by its busybox namesake."""
+    dirs = " ".join(path.split(":"))
+    return (f'for a in $({busybox} --list); do for d in {dirs}; do [ -e "$d/$a" ] && continue 2; '
+            f'done; ln -s {busybox} "{link_dir}/$a" || exit 1; done')
+
+
+#: Files upstream's agnhost image ADDs from test/images/agnhost (porter's TLS pair, read from
+#: the working directory ``/`` when CERT_FILE/KEY_FILE are unset).
+AGNHOST_PORTER_CERTS = (
+    ("test/images/agnhost/porter/localhost.crt", "/localhost.crt"),
+    ("test/images/agnhost/porter/localhost.key", "/localhost.key"),
+)
+
+
+def agnhost_image_def() -> ImageDef:
+    """``registry.k8s.io/e2e-test-images/agnhost`` as upstream's test/images/agnhost/Dockerfile
+    makes it (Alpine there, our Debian base here):
+
+    * apk ``bind-tools curl netcat-openbsd iproute2 iperf bash`` → Debian ``dnsutils`` (dig,
+      nslookup, host), ``curl``, ``netcat-openbsd``, ``iproute2``, ``iperf``, ``bash``, plus
+      ``/usr/local/bin/iperf``; Alpine's busybox applets → Debian's ``busybox``, linked only
+      where no real tool has the name (:func:`busybox_links`).  ``wget`` is GNU wget: e2e
+      calls ``wget -T <s>``, and bookworm's busybox is built without wget's timeout option,
+      so its ``wget -T`` segfaults;
+    * ``/coredns`` (upstream ADDs a CoreDNS release; ours is the CoreDNS the cluster runs);
+    * ``EXPOSE 80 8080 8081 9376 5000``, ``/uploads`` (netexec), ``/localhost.crt`` and
+      ``/localhost.key`` (porter), ``/agnhost`` and ``/agnhost-2 -> agnhost``;
+    * user ``user-defined-in-image`` (uid 1000) in group ``group-defined-in-image`` (gid 50000);
+    * ``ENTRYPOINT ["/agnhost"]``, ``CMD ["pause"]``.
+    """
+    return ImageDef(
+        "agnhost", catalog.AGNHOST_IMAGE,
+        (("agnhost", "/agnhost"), ("coredns", "/coredns")),
+        packages=("dnsutils", "curl", "netcat-openbsd", "iproute2", "iperf", "bash", "wget",
+                  "busybox"),
+        commands=(
+            busybox_links(),
+            "ln -s /usr/bin/iperf /usr/local/bin/iperf",
+            "mkdir /uploads",
+            "ln -s agnhost /agnhost-2",
+            "useradd -u 1000 -U -m user-defined-in-image",
+            "groupadd -g 50000 group-defined-in-image",
+            "usermod -a -G group-defined-in-image user-defined-in-image",
+        ),
+        kube_files=AGNHOST_PORTER_CERTS,
+        expose=(80, 8080, 8081, 9376, 5000),
+        entrypoint=("/agnhost",),
+        cmd=("pause",),
+    )
 
 
 def image_defs(cni: str = "kindnet") -> list[ImageDef]:
@@ -167,8 +246,7 @@ def image_defs(cni: str = "kindnet") -> list[ImageDef]:
                  (("coredns", "/coredns"),), entrypoint=("/coredns",)),
         ImageDef("pause", f"registry.k8s.io/pause:{versions.PAUSE}",
                  (("pause", "/pause"),), base="scratch", entrypoint=("/pause",)),
-        ImageDef("agnhost", catalog.AGNHOST_IMAGE, (("agnhost", "/agnhost"),),
-                 packages=("iproute2", "curl", "netcat-openbsd", "dnsutils"), entrypoint=("/agnhost",)),
+        agnhost_image_def(),
         ImageDef("client", catalog.CLIENT_IMAGE, (),
                  packages=("dnsutils", "curl", "netcat-openbsd", "iproute2", "procps",
                            "ca-certificates", "libc-bin"),
@@ -350,12 +428,16 @@ class Builder:
                   lambda: all((out / b).exists() for b in binaries))
         return out
 
-    def upstream_go_mod(self, module: str, version: str) -> str:
+    def module_download(self, module: str, version: str, want: str) -> Path:
+        """``want`` (``GoMod`` or ``Dir``) of ``module@version`` from ``go mod download``."""
         info = json.loads(run(["go", "mod", "download", "-json", f"{module}@{version}"],
                               cwd=self.cache, env={"GOFLAGS": "-mod=mod"}, capture=True))
-        if "GoMod" not in info:
+        if want not in info:
             raise BuildError(f"go mod download {module}@{version}: {info.get('Error', info)}")
-        return Path(info["GoMod"]).read_text()
+        return Path(info[want])
+
+    def upstream_go_mod(self, module: str, version: str) -> str:
+        return self.module_download(module, version, "GoMod").read_text()
 
     def go_builds(self, cni: str) -> dict[str, GoBuild]:
         k = versions.KUBERNETES
@@ -364,7 +446,7 @@ class Builder:
             (*(f"k8s.io/kubernetes/cmd/{c}" for c in KUBE_COMMANDS),
              "k8s.io/kubernetes/test/images/agnhost"),
             (*KUBE_COMMANDS, "agnhost"),
-            go_mod=lambda b: kube_wrapper_go_mod(b.upstream_go_mod("k8s.io/kubernetes", k), k),
+            go_mod=lambda b: kube_wrapper_go_mod(b.upstream_go_mod(KUBE_MODULE, k), k),
             ldflags=kube_ldflags(k),
         )
         return {
@@ -452,8 +534,12 @@ class Builder:
 
     def component_images(self, cni: str, bins: dict[str, Path]) -> list[str]:
         tags = []
+        kube_src: Path | None = None
         for d in image_defs(cni):
             files = {src: bins[src] for src, _ in d.binaries}
+            if d.kube_files:
+                kube_src = kube_src or self.module_download(KUBE_MODULE, versions.KUBERNETES, "Dir")
+                files.update({kube_context_name(src): kube_src / src for src, _ in d.kube_files})
             self.docker_build(f"image-{d.name}", d.tag, d.dockerfile(), files)
             tags.append(d.tag)
         return tags
@@ -619,7 +705,7 @@ ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]
         k = versions.KUBERNETES
         kubectl = self.go_build(GoBuild(
             "kubectl", k, ("k8s.io/kubernetes/cmd/kubectl",), ("kubectl",),
-            go_mod=lambda b: kube_wrapper_go_mod(b.upstream_go_mod("k8s.io/kubernetes", k), k),
+            go_mod=lambda b: kube_wrapper_go_mod(b.upstream_go_mod(KUBE_MODULE, k), k),
             ldflags=kube_ldflags(k)))
         self.tools(kubectl)
         client = next(d for d in image_defs() if d.name == "client")
