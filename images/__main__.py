@@ -1,4 +1,5 @@
-"""`python -m images ensure|docker-up|status` — the air-gapped toolchain's one entry point."""
+"""`python -m images ensure|docker-up|status|registry-image|push` — the air-gapped toolchain's one
+entry point."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import json
 import subprocess
 import sys
 
-from images import build, catalog, docker, paths
+from images import build, catalog, docker, paths, registry
 
 CNIS = ("kindnet", "calico", "cilium", "flannel")
 PROXY_MODES = ("iptables", "nftables", "ipvs", "none")
@@ -59,6 +60,32 @@ def cmd_status() -> int:
     return 0
 
 
+def cmd_registry_image(force: bool = False) -> int:
+    docker.ensure_docker(log=build.log)
+    b = build.Builder(force=force)
+    try:
+        tag = registry.build_image(b)
+    except build.BuildError as exc:
+        print(f"images: registry-image failed: {exc}", file=sys.stderr)
+        return 1
+    build.log(f"{tag} ready in {b.elapsed()}")
+    return 0
+
+
+def cmd_push(target: str, roles: list[str]) -> int:
+    if docker.docker_info() is None:
+        print("images: push: no Docker engine answers ('docker info' failed); run "
+              "'python -m images docker-up'", file=sys.stderr)
+        return 1
+    try:
+        registry.push(target, roles, local_images=catalog.local_docker_images())
+    except registry.PushError as exc:
+        print(f"images: push: {exc}", file=sys.stderr)
+        return 1
+    print(f"give the suite: {registry.suite_option(target)}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m images", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -69,6 +96,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="the cell's kube-proxy mode: nothing is built for a mode this host cannot run")
     sub.add_parser("docker-up", help="start a Docker engine able to run kind nodes")
     sub.add_parser("status", help="what is built and how long the steps took")
+    r = sub.add_parser("registry-image",
+                       help=f"build {registry.REGISTRY_IMAGE}, a local registry for vendor-mode tests")
+    r.add_argument("--force", action="store_true", help="rebuild every step")
+    p = sub.add_parser("push", help="push the suite's pod images to REGISTRY, for --image-registry")
+    p.add_argument("registry", metavar="REGISTRY", help="registry host[:port][/path], e.g. localhost:5001")
+    p.add_argument("--role", action="append", default=[], metavar="ROLE",
+                   help=f"push only this role's image (repeatable): {', '.join(catalog.SUITE_IMAGES)}")
     args = ap.parse_args(argv)
     try:
         if args.cmd == "docker-up":
@@ -76,6 +110,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.cmd == "status":
             return cmd_status()
+        if args.cmd == "registry-image":
+            return cmd_registry_image(force=args.force)
+        if args.cmd == "push":
+            return cmd_push(args.registry, args.role)
         if args.cni not in CNIS:
             print(f"images: unknown CNI {args.cni!r}; valid: {', '.join(CNIS)}", file=sys.stderr)
             return 2

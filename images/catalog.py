@@ -32,6 +32,38 @@ AIRGAPPED_CILIUM_NODE_IMAGE = f"{AIRGAPPED_NODE_IMAGE}-cilium"
 #: envoy-config-compatible proxy (images/loadbalancer.py).  Official sets use upstream's envoy.
 LB_PROXY_IMAGE = "svcconform/lb-proxy:1"
 
+#: The images the suite's own pods run, by chart value (``images.<role>`` in both charts).
+SUITE_IMAGES: dict[str, str] = {"agnhost": AGNHOST_IMAGE, "client": CLIENT_IMAGE}
+
+
+def relocate(ref: str, registry: str) -> str:
+    """``ref`` moved under ``registry`` (a host, optionally with a path): its own registry
+    host is replaced, Docker Hub's implicit one included.
+
+    ``relocate("registry.k8s.io/e2e-test-images/agnhost:2.56", "localhost:5000")`` is
+    ``localhost:5000/e2e-test-images/agnhost:2.56``; ``svcconform/client:1`` becomes
+    ``localhost:5000/svcconform/client:1``.
+    """
+    registry = registry.strip().rstrip("/")
+    if not registry:
+        raise ValueError("an empty registry name")
+    first, sep, rest = ref.partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost"):
+        ref = rest
+    return f"{registry}/{ref}"
+
+
+def suite_images(registry: str | None = None, overrides: dict[str, str] | None = None) -> dict[str, str]:
+    """Role → image for the suite's pods: the defaults, moved under ``registry`` when given,
+    then exact ``overrides`` (role → image) on top.  Unknown roles raise ``ValueError``."""
+    images = {role: relocate(ref, registry) if registry else ref for role, ref in SUITE_IMAGES.items()}
+    for role, ref in (overrides or {}).items():
+        if role not in SUITE_IMAGES:
+            raise ValueError(f"unknown image role {role!r}; roles: {', '.join(SUITE_IMAGES)}")
+        images[role] = ref
+    return images
+
+
 # kubeadm v1.34 defaults to CoreDNS v1.12.1, which cannot be built here; the node image
 # carries the CoreDNS we built, and kubeadm is told to use that tag.
 COREDNS_PATCH = f"kind: ClusterConfiguration\ndns:\n  imageTag: {versions.COREDNS}\n"
