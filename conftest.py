@@ -8,21 +8,23 @@ the reason and is reported ``unsupported`` — no cluster is created for it.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from fixtures import cni, providers, results
+from fixtures import cni, outside, podsecurity, preflight, providers, results
 from fixtures.diagnostics import DiagnosticsSource, NamespaceRegistry, capture
-from fixtures.errors import SvcconformError, UnsupportedEnvironment
+from fixtures.errors import AdmissionRefused, SvcconformError, UnsupportedEnvironment
 from fixtures.kube import Kube
+from fixtures.probes import Vantage
 from fixtures.providers import ClusterFacts, ExistingProvider, KindProvider, Provider
 from fixtures.spec import (
     CNIS,
@@ -44,6 +46,7 @@ from fixtures.spec import (
     new_run_id,
     spec_from_options,
 )
+from images import catalog
 
 MARKERS: dict[str, str] = {
     "dns": "Service DNS records (A/AAAA, SRV, search paths) as seen from pods",
@@ -113,6 +116,52 @@ def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginMa
         "--ip-family", dest="svcc_ip_family", default=None, metavar="FAMILY",
         help=f"IP family of the kind cluster: {', '.join(IP_FAMILIES)} (default: ipv4)",
     )
+    group.addoption(
+        "--image-registry", dest="svcc_image_registry", default=None, metavar="REGISTRY",
+        help="pull the suite's pod images from REGISTRY (a host, optionally with a path), "
+        "e.g. registry.example.com/mirror: names keep their path under it "
+        "(see 'python -m images push REGISTRY'); default $SVCCONFORM_IMAGE_REGISTRY, "
+        "else the names the nodes have preloaded",
+    )
+    group.addoption(
+        "--image", dest="svcc_images", action="append", default=[], metavar="ROLE=IMAGE",
+        help=f"use exactly IMAGE for one of the suite's images ({', '.join(catalog.SUITE_IMAGES)}); "
+        "repeatable, applied after --image-registry",
+    )
+
+
+#: Options that shape a kind cluster the suite creates: meaningless with --kubeconfig.
+KIND_ONLY_OPTIONS = (
+    ("--nodes", "svcc_nodes"),
+    ("--ip-family", "svcc_ip_family"),
+    ("--k8s-version", "svcc_k8s_version"),
+    ("--node-image", "svcc_node_image"),
+    ("--keep-cluster", "svcc_keep_cluster"),
+)
+
+
+def kind_only_conflicts(option: Any) -> list[str]:
+    """The kind-only options given together with --kubeconfig (pure)."""
+    if not getattr(option, "svcc_kubeconfig", None):
+        return []
+    return [flag for flag, dest in KIND_ONLY_OPTIONS if getattr(option, dest, None) not in (None, False)]
+
+
+def suite_images_from_options(option: Any, environ: Mapping[str, str]) -> dict[str, str]:
+    """Role → image for the suite's pods from --image-registry / --image (pure); a bad
+    value raises :class:`InvalidSpec` naming the option."""
+    registry = (getattr(option, "svcc_image_registry", None)
+                or environ.get("SVCCONFORM_IMAGE_REGISTRY") or None)
+    overrides: dict[str, str] = {}
+    for raw in getattr(option, "svcc_images", None) or []:
+        role, sep, ref = str(raw).partition("=")
+        if not sep or not ref.strip() or role.strip() not in catalog.SUITE_IMAGES:
+            raise InvalidSpec("--image", f"{raw!r} is not ROLE=IMAGE with ROLE one of "
+                              f"{', '.join(catalog.SUITE_IMAGES)}")
+        overrides[role.strip()] = ref.strip()
+    if registry is not None and (not registry.strip() or any(c.isspace() for c in registry.strip())):
+        raise InvalidSpec("--image-registry", f"{registry!r} is not a registry name (host[:port][/path])")
+    return catalog.suite_images(registry.strip() if registry else None, overrides)
 
 
 @dataclass
@@ -129,6 +178,14 @@ class CellSession:
     results: results.ResultsPlugin | None = None
     unsupported: UnsupportedEnvironment | None = None
     error: SvcconformError | None = None
+    #: role → image the suite's pods run (``--image-registry`` / ``--image``)
+    images: dict[str, str] = field(default_factory=lambda: dict(catalog.SUITE_IMAGES))
+    #: the preflight pods (image check, node vantages), once they ran
+    preflight: preflight.Preflight | None = None
+    #: what the cell is, and on what evidence (results.json ``cell.detection``)
+    detection: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: whether this machine reaches the node addresses (an extra outside vantage)
+    host_reach: outside.HostReach | None = None
     _prepared: bool = False
 
     def prepare(self) -> None:
@@ -146,13 +203,44 @@ class CellSession:
             self.fail(exc)
         if self.results is not None:
             self.results.update_cell(
-                images=self.provider.images(), kubernetes_version=self.provider.expected_version()
+                images=self.cell_images(), kubernetes_version=self.provider.expected_version()
             )
 
     def fail(self, exc: SvcconformError) -> None:
         self.error = exc
         if self.results is not None:
             self.results.mark_error(str(exc))
+
+    def run_preflight(self) -> preflight.Preflight:
+        """Once per session, before the first test: the suite's images run on every node
+        (one line naming the image otherwise), node vantages up, kube-proxy's mode asked."""
+        if self.preflight is not None:
+            return self.preflight
+        kube = self.provider.kube
+        kube.images = dict(self.images)
+        name = namespace_name("preflight", self.run_id)
+        kube.create_namespace(name, labels={
+            CREATED_BY_LABEL: CREATED_BY_VALUE, RUN_ID_LABEL: self.run_id, FAMILY_LABEL: "preflight",
+            **podsecurity.labels(podsecurity.PRIVILEGED),
+        })
+        self.doomed.append(name)
+        nodes = [node.name for node in self.provider.nodes()]
+        self.preflight = preflight.run(kube, name, nodes, self.images, run_id=self.run_id)
+        mode, evidence = preflight.proxy_mode_verdict(
+            preflight.probe_proxy_modes(self.preflight.vantages, _loopbacks(self.spec.ip_family))
+        ) if self.preflight.vantages else (None, self.preflight.vantages_refused)
+        self.detection["proxy_mode_probe"] = {"value": mode or "", "evidence": evidence}
+        if self.results is not None:
+            self.results.update_cell(images=self.cell_images(), detection=self.detection)
+        return self.preflight
+
+    def cell_images(self) -> dict[str, Any]:
+        """results.json ``cell.images``: the node image and, once the preflight ran, the
+        image each suite pod role ran with the IDs the kubelets resolved it to."""
+        images = dict(self.provider.images())
+        if self.preflight is not None:
+            images["suite"] = self.preflight.images
+        return images
 
 
 def _state(config: pytest.Config) -> CellSession:
@@ -174,19 +262,48 @@ def _targets_suite(config: pytest.Config) -> bool:
     return False
 
 
-def _connect_existing(provider: ExistingProvider, config: pytest.Config) -> ClusterSpec:
+def _loopbacks(ip_family: str) -> list[str]:
+    """Where kube-proxy's metrics (and ``/proxyMode``) listen on a node by default."""
+    return {"ipv4": ["127.0.0.1"], "ipv6": ["[::1]"]}.get(ip_family, ["127.0.0.1", "[::1]"])
+
+
+def _connect_existing(provider: ExistingProvider, config: pytest.Config, state: CellSession, *,
+                      probe: bool) -> ClusterSpec:
+    """Reach the cluster, detect what it runs (from the API, then, with ``probe``, from
+    kube-proxy itself through the preflight pods) and check the options against it."""
     try:
         detected = provider.connect()
+        state.provider = provider
+        state.spec = provider.spec
+        state.detection = {
+            "proxy_mode": {"value": detected.proxy_mode, "evidence": detected.proxy_mode_evidence},
+            "cni": {"value": detected.cni, "evidence": detected.cni_evidence},
+            "ip_family": {"value": detected.ip_family, "evidence": detected.ip_family_evidence},
+        }
+        if probe:
+            state.run_preflight()
     except SvcconformError as exc:
         raise pytest.UsageError(str(exc)) from None
+    mode, evidence = detected.proxy_mode, detected.evidence
+    probed = state.detection.get("proxy_mode_probe", {}).get("value")
+    if probed:  # kube-proxy's own answer wins over flags and ConfigMaps
+        if probed != mode:
+            state.detection["proxy_mode"] = {
+                "value": probed,
+                "evidence": f"{state.detection['proxy_mode_probe']['evidence']} "
+                f"(the API suggested {mode}: {detected.proxy_mode_evidence})",
+            }
+        mode = probed
+        evidence = state.detection["proxy_mode_probe"]["evidence"] + f"; {detected.cni_evidence}"
+        provider.spec = provider.spec.with_detected(proxy_mode=mode, cni=detected.cni)
     for option, given, found in (
-        ("--proxy-mode", config.option.svcc_proxy_mode, detected.proxy_mode),
+        ("--proxy-mode", config.option.svcc_proxy_mode, mode),
         ("--cni", config.option.svcc_cni, detected.cni),
     ):
         if given is not None and given != found:
             raise pytest.UsageError(
                 f"{option}={given} was given but the cluster in {provider.kubeconfig} runs "
-                f"{found} ({detected.evidence}); drop {option} to test what it runs"
+                f"{found} ({evidence}); drop {option} to test what it runs"
             )
     return provider.spec
 
@@ -198,7 +315,14 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.option.help:
         return
     option = config.option
+    conflicts = kind_only_conflicts(option)
+    if conflicts:
+        raise pytest.UsageError(
+            f"{', '.join(conflicts)} shape(s) a kind cluster the suite creates and cannot apply to the "
+            f"existing cluster of --kubeconfig {option.svcc_kubeconfig}: drop {' and '.join(conflicts)}"
+        )
     try:
+        images = suite_images_from_options(option, os.environ)
         spec = spec_from_options(
             proxy_mode=option.svcc_proxy_mode,
             cni=option.svcc_cni,
@@ -213,10 +337,13 @@ def pytest_configure(config: pytest.Config) -> None:
     except InvalidSpec as exc:
         raise pytest.UsageError(str(exc)) from None
     provider = providers.make_provider(spec, cni_installers=cni.INSTALLERS)
-    if isinstance(provider, ExistingProvider):
-        spec = _connect_existing(provider, config)
-    state = CellSession(spec=spec, run_id=run_id, provider=provider, keep_cluster=option.svcc_keep_cluster)
+    state = CellSession(spec=spec, run_id=run_id, provider=provider, keep_cluster=option.svcc_keep_cluster,
+                        images=images)
     config.stash[SESSION_KEY] = state
+    cell_run = _targets_suite(config) and not option.collectonly
+    if isinstance(provider, ExistingProvider):
+        # the cell's name is what the cluster runs: ask it before anything is written
+        spec = state.spec = _connect_existing(provider, config, state, probe=cell_run)
     if not _targets_suite(config):
         return
     cell_dir = Path(option.svcc_results_dir).expanduser()
@@ -238,6 +365,10 @@ def pytest_configure(config: pytest.Config) -> None:
         suite_root=config.rootpath / "suite",
         write=not collect_only,
     )
+    if state.detection:
+        plugin.update_cell(detection=state.detection)
+    if state.preflight is not None:
+        plugin.update_cell(images=state.cell_images())
     seed = config.getoption("hypothesis_seed", default=None)
     if seed is not None:
         plugin.set_hypothesis_seed(int(seed) if str(seed).isdigit() else str(seed))
@@ -259,6 +390,30 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         skip = pytest.mark.skip(reason=str(state.unsupported))
         for item in suite_items:
             item.add_marker(skip)
+
+
+@pytest.hookimpl(wrapper=True, trylast=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[pytest.TestReport]:
+    """A check whose workload the cluster's admission refused is skipped with the refusal
+    (the cluster's policy stopped it, not its Service implementation)."""
+    report: pytest.TestReport = yield  # type: ignore[misc]
+    excinfo = call.excinfo
+    if excinfo is not None and call.when in ("setup", "call") and excinfo.errisinstance(AdmissionRefused):
+        report.outcome = "skipped"
+        report.longrepr = (str(item.path), item.location[1] or 0, f"Skipped: {excinfo.value}")
+    return report
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Namespaces still left on an existing cluster (e.g. the preflight's, when no test used
+    the cluster) are deleted without waiting."""
+    state = config.stash.get(SESSION_KEY, None)
+    if state is None or state.provider.name != "existing" or not state.doomed:
+        return
+    for name in state.doomed:
+        with contextlib.suppress(SvcconformError):
+            state.provider.kube.delete_namespace(name, wait=False)
+    state.provider.close()
 
 
 # --- session fixtures ----------------------------------------------------------------
@@ -285,6 +440,16 @@ def cluster(pytestconfig: pytest.Config) -> Iterator[Provider]:
     try:
         provider.up()
         facts = provider.facts()
+        if not state.detection:
+            made = "the suite's kind cluster"
+            state.detection = {
+                "proxy_mode": {"value": facts.proxy_mode,
+                               "evidence": f"{made}, created with kubeProxyMode {facts.proxy_mode}"},
+                "cni": {"value": facts.cni, "evidence": f"{made}, {facts.cni} installed by it"},
+                "ip_family": {"value": facts.ip_family, "evidence": "nodes' podCIDRs/InternalIPs"},
+            }
+        state.run_preflight()
+        _check_probed_mode(state, facts)
     except Exception as exc:
         error = exc if isinstance(exc, SvcconformError) else SvcconformError(
             f"cluster setup failed: {type(exc).__name__}: {exc}"
@@ -292,6 +457,8 @@ def cluster(pytestconfig: pytest.Config) -> Iterator[Provider]:
         state.fail(error)
         if provider.created and not state.keep_cluster:
             _teardown(provider)
+        if isinstance(error, preflight.ImagesUnavailable):  # one line, not one error per test
+            pytest.exit(str(error), returncode=pytest.ExitCode.USAGE_ERROR)
         raise error from (None if error is exc else exc)
     plugin = state.results
     if plugin is not None:
@@ -300,7 +467,7 @@ def cluster(pytestconfig: pytest.Config) -> Iterator[Provider]:
             kubernetes_version=facts.kubernetes_version,
             nodes=len(facts.nodes),
             kernel=facts.kernel,
-            images=provider.images(),
+            images=state.cell_images(),
         )
         plugin.capture = functools.partial(_capture, state, facts)
     yield provider
@@ -312,6 +479,16 @@ def cluster(pytestconfig: pytest.Config) -> Iterator[Provider]:
         provider.close()
     else:
         _teardown(provider)
+
+
+def _check_probed_mode(state: CellSession, facts: ClusterFacts) -> None:
+    """kube-proxy's own ``/proxyMode`` must agree with the cell (a kind cluster the suite made)."""
+    probed = state.detection.get("proxy_mode_probe", {}).get("value")
+    if probed and probed != facts.proxy_mode:
+        raise SvcconformError(
+            f"the cell is {state.spec.cell} but kube-proxy reports mode {probed} "
+            f"({state.detection['proxy_mode_probe']['evidence']})"
+        )
 
 
 def wait_for_doomed_namespaces(state: CellSession) -> None:
@@ -359,6 +536,30 @@ def cluster_facts(cluster: Provider) -> ClusterFacts:
 
 
 @pytest.fixture(scope="session")
+def node_vantages(cluster: Provider, pytestconfig: pytest.Config) -> dict[str, Vantage]:
+    """``{node: Vantage}``: a pod in each node's network namespace (the preflight's
+    hostNetwork client pods), for probes that must leave from a node.  Where admission
+    refused them, the checks using this fixture are skipped with the refusal."""
+    found = _state(pytestconfig).run_preflight()
+    if not found.vantages:
+        raise AdmissionRefused(f"no hostNetwork vantage pods: {found.vantages_refused}")
+    return found.vantages
+
+
+@pytest.fixture(scope="session")
+def host_reach(cluster_facts: ClusterFacts, pytestconfig: pytest.Config) -> outside.HostReach:
+    """Whether this machine reaches the node addresses (then it is an extra outside vantage;
+    else its rows are reported as not tried, with this reason).  Checked once a session."""
+    state = _state(pytestconfig)
+    if state.host_reach is None:
+        state.host_reach = outside.host_reach({n.name: n.internal_ip for n in cluster_facts.nodes})
+        if state.results is not None:
+            state.results.update_cell(vantages={"this_machine": {
+                "reachable": state.host_reach.reachable, "reason": state.host_reach.reason}})
+    return state.host_reach
+
+
+@pytest.fixture(scope="session")
 def kube(cluster: Provider) -> Kube:
     """The official-client wrapper for the cluster (thread-safe exec, waits, objects)."""
     return cluster.kube
@@ -387,6 +588,7 @@ class NamespaceFactory:
         self.kube.create_namespace(
             name,
             labels={
+                **podsecurity.labels(podsecurity.BASELINE),
                 **(labels or {}),
                 CREATED_BY_LABEL: CREATED_BY_VALUE,
                 RUN_ID_LABEL: self.state.run_id,

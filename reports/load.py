@@ -28,7 +28,7 @@ from reports.model import (
     OUTCOMES,
     PROXY_MODES,
     RESULTS_FILE,
-    RESULTS_SCHEMA_VERSION,
+    RESULTS_SCHEMA_VERSIONS,
     STATUSES,
     Cell,
     CellInfo,
@@ -244,6 +244,39 @@ _CELL_KEYS = frozenset(
 )
 
 
+#: Version 2 cell keys, shown as readable facts (:func:`_v2_facts`) rather than raw JSON.
+_V2_CELL_KEYS = frozenset({"detection", "vantages"})
+_DETECTION_NAMES = (("proxy_mode", "detected proxy mode"), ("proxy_mode_probe", "kube-proxy /proxyMode"),
+                    ("cni", "detected CNI"), ("ip_family", "detected IP family"))
+
+
+def _mapping(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _v2_facts(obj: Mapping[str, Any], images: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    """What a vendor reads in the report: each detection with its evidence, whether this
+    machine was a vantage (and why not), and the suite's images with what the nodes ran."""
+    facts: list[tuple[str, str]] = []
+    detection = _mapping(obj.get("detection"))
+    for key, name in _DETECTION_NAMES:
+        item = detection.get(key)
+        if isinstance(item, Mapping):
+            value = str(item.get("value") or "—")
+            facts.append((name, f"{value} ({item.get('evidence', '')})" if item.get("evidence") else value))
+    vantages = _mapping(obj.get("vantages"))
+    host = vantages.get("this_machine")
+    if isinstance(host, Mapping):
+        state = "used" if host.get("reachable") else "not tried"
+        facts.append(("this machine as a vantage", f"{state}: {host.get('reason', '')}"))
+    suite = _mapping(images.get("suite"))
+    for role, entry in sorted(suite.items()):
+        if isinstance(entry, Mapping):
+            ids = ", ".join(str(i) for i in entry.get("image_ids") or []) or "not resolved"
+            facts.append((f"image {role}", f"{entry.get('image', '?')} ({ids})"))
+    return tuple(facts)
+
+
 def _parse_cell_info(value: object) -> CellInfo:
     where = "cell"
     obj = _obj(value, where)
@@ -254,8 +287,8 @@ def _parse_cell_info(value: object) -> CellInfo:
     extra = tuple(
         (k, v if isinstance(v, str) else json.dumps(v, sort_keys=True))
         for k, v in sorted(obj.items())
-        if k not in _CELL_KEYS
-    )
+        if k not in _CELL_KEYS and k not in _V2_CELL_KEYS
+    ) + _v2_facts(obj, images)
     name = _req_str(obj, "name", where)
     if not name:
         raise SchemaError(f"{where}.name", "must not be empty")
@@ -333,10 +366,11 @@ def parse_results(doc: object, *, directory: Path, sha256: str | None = None) ->
     """Build a :class:`Cell` from a decoded results.json; :class:`SchemaError` if invalid."""
     obj = _obj(doc, "$")
     version = _key(obj, "schema_version", "$")
-    if version != RESULTS_SCHEMA_VERSION:
+    if version not in RESULTS_SCHEMA_VERSIONS or isinstance(version, bool):
         raise SchemaError(
             "schema_version",
-            f"{version!r} is not supported (this report reads version {RESULTS_SCHEMA_VERSION})",
+            f"{version!r} is not supported (this report reads versions "
+            f"{', '.join(map(str, RESULTS_SCHEMA_VERSIONS))})",
         )
     info = _parse_cell_info(_key(obj, "cell", "$"))
     status = _choice(_req_str(obj, "status", "$"), STATUSES, "status")

@@ -23,7 +23,9 @@ OUTCOMES: tuple[str, ...] = ("passed", "failed", "skipped", "error")
 #: ``status`` values of a cell.
 STATUSES: tuple[str, ...] = ("completed", "unsupported", "error")
 
-RESULTS_SCHEMA_VERSION = 1
+RESULTS_SCHEMA_VERSION = 2
+#: Every results.json version this reader understands (2 only adds optional cell keys).
+RESULTS_SCHEMA_VERSIONS: tuple[int, ...] = (1, 2)
 RESULTS_FILE = "results.json"
 JUNIT_FILE = "junit.xml"
 

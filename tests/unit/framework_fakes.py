@@ -53,6 +53,8 @@ class FakeApiServer:
         self.requests: list[Request] = []
         #: namespace deletes survive this many GETs before the namespace is gone
         self.namespace_linger = 0
+        #: what kube-proxy's /proxyMode answers in the nodes (exec in a preflight pod)
+        self.proxy_mode = "iptables"
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -140,6 +142,8 @@ class FakeApiServer:
                     status = {"metadata": {}, "status": "Failure", "reason": "NonZeroExitCode",
                               "message": "command terminated with non-zero exit code: exit code 3",
                               "details": {"causes": [{"reason": "ExitCode", "message": "3"}]}}
+                elif argv[:1] == ["sh"] and "/proxyMode" in " ".join(argv):
+                    self._frame(b"\x01" + f"http://127.0.0.1:10249/proxyMode {server.proxy_mode}\n".encode())
                 elif argv[:1] == ["hang"]:
                     self._frame(b"\x01started\n")
                     self.connection.settimeout(10)
@@ -161,6 +165,10 @@ class FakeApiServer:
                     name = req.body["metadata"]["name"]
                     server.objects[f"/api/v1/namespaces/{name}"] = req.body
                     self._send(201, req.body)
+                elif req.path.startswith("/api/v1/namespaces/") and req.path.endswith("/pods"):
+                    pod = running_pod(req.body)
+                    server.collections.setdefault(req.path, []).append(pod)
+                    self._send(201, pod)
                 else:
                     self._not_found(req.path)
 
@@ -258,19 +266,53 @@ def existing_cluster(api: FakeApiServer, mode: str = "nftables") -> None:
     api.collections["/apis/apps/v1/namespaces/kube-flannel/daemonsets"] = []
     api.collections["/apis/apps/v1/namespaces/calico-system/daemonsets"] = []
     api.objects["/api/v1/namespaces/kube-system/configmaps/kube-proxy"] = proxy_configmap(mode)
+    api.proxy_mode = mode
     api.collections["/api/v1/nodes"] = [node("cp", "172.18.0.2", control_plane=True), node("w1", "172.18.0.3")]
+
+
+def running_pod(body: dict[str, Any]) -> dict[str, Any]:
+    """A created pod as the kubelet reports it once its container runs (preflight pods)."""
+    pod = json.loads(json.dumps(body))
+    image = pod["spec"]["containers"][0]["image"]
+    pod["status"] = {"phase": "Running", "containerStatuses": [
+        {"name": pod["spec"]["containers"][0]["name"], "ready": True, "state": {"running": {}},
+         "image": image, "imageID": f"{image.rsplit(':', 1)[0]}@sha256:{'0' * 64}"}]}
+    return pod
 
 
 @dataclass
 class FakeKube:
     """In-memory ``Kube`` for fixtures and diagnostics tests."""
 
+    kubeconfig = Path("/nonexistent/kubeconfig")
+    #: what kube-proxy's /proxyMode answers (exec in a preflight pod)
+    proxy_mode: str = "iptables"
     objects: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
     logs: dict[str, str] = field(default_factory=dict)
     namespaces: dict[str, dict[str, Any]] = field(default_factory=dict)
     deleted: list[str] = field(default_factory=list)
     fail_kinds: set[str] = field(default_factory=set)
     fail_delete: bool = False
+    images: dict[str, str] = field(default_factory=dict)
+    #: hostNetwork pods are refused with this admission message ("" = admitted)
+    refuse_host_network: str = ""
+
+    def create_pod(self, namespace: str, body: dict[str, Any]) -> None:
+        from fixtures.errors import AdmissionRefused
+
+        if self.refuse_host_network and body["spec"].get("hostNetwork"):
+            raise AdmissionRefused(self.refuse_host_network)
+        self.objects.setdefault(("pods", namespace), []).append(running_pod(body))
+
+    def label_namespace(self, name: str, labels: dict[str, str]) -> None:
+        self.namespaces.setdefault(name, {"labels": {}, "annotations": {}})["labels"].update(labels)
+
+    def exec(self, namespace: str, pod: str, argv: Sequence[str], *, container: str | None = None,
+             timeout: float = 0) -> ExecResult:
+        if "/proxyMode" in " ".join(argv):
+            return ExecResult(tuple(argv), 0, f"http://127.0.0.1:10249/proxyMode {self.proxy_mode}\n", "",
+                              f"pod {namespace}/{pod}")
+        return ExecResult(tuple(argv), 127, "", f"fake: {argv[0]} not found", f"pod {namespace}/{pod}")
 
     def list_objects(self, kind: str, namespace: str, *, label_selector: str = "",
                      field_selector: str = "") -> list[dict[str, Any]]:
@@ -322,6 +364,7 @@ class FakeProvider(Provider):
         self.prepare_error = prepare_error
         self.up_error = up_error
         self._fake = kube or FakeKube()
+        self._fake.proxy_mode = spec.proxy_mode
         self._kube = self._fake  # type: ignore[assignment]
         self._fake.objects.setdefault(("nodes", ""), [
             node("n-control-plane", "172.18.0.2", control_plane=True),

@@ -3,7 +3,7 @@ and an in-memory cluster (the real helm/cluster path runs in the integration tes
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -86,8 +86,13 @@ def deployment(name: str, *, available: int) -> JSON:
 class Cluster:
     kubeconfig = Path("/tmp/svcc-kubeconfig")
 
-    def __init__(self, objects: list[JSON]) -> None:
+    def __init__(self, objects: list[JSON], images: dict[str, str] | None = None) -> None:
         self.objects = objects
+        self.images = dict(images or {})
+        self.labelled: list[tuple[str, dict[str, str]]] = []
+
+    def label_namespace(self, name: str, labels: Mapping[str, str]) -> None:
+        self.labelled.append((name, dict(labels)))
 
     def get_object(self, kind: str, namespace: str, name: str) -> JSON | None:
         want = {"pods": "Pod", "deployments": "Deployment"}[kind]
@@ -230,3 +235,49 @@ def test_helpers() -> None:
     }
     assert selectorless_backend_names("r2", 2) == ["r2-backend-0", "r2-backend-1"]
     assert selectorless_backend_names("r2", 1, "b") == ["b-0"]
+
+
+# --------------------------------------------------------------------------- images, Pod Security, admission
+
+
+def test_install_puts_the_clusters_images_under_the_values_and_the_test_values_win() -> None:
+    helm = Helm()
+    cluster = Cluster([], images={"agnhost": "reg.example/e2e-test-images/agnhost:2.56",
+                                  "client": "reg.example/svcconform/client:1"})
+    rel = install(cluster, SERVICE_SELECTORS, "r1", "ns",
+                  {"images": {"client": "mine:1"}, "backend": {"replicas": 0}}, runner=helm, wait=False)
+    _, values = helm.calls[0]
+    assert values["images"] == {"agnhost": "reg.example/e2e-test-images/agnhost:2.56", "client": "mine:1"}
+    assert rel.values["images"]["agnhost"].startswith("reg.example/")
+    assert cluster.labelled == []  # no hostNetwork pods: the namespace keeps its baseline level
+
+
+def test_a_release_with_host_network_pods_raises_its_namespace_to_privileged_first() -> None:
+    helm = Helm()
+    cluster = Cluster([])
+    install(cluster, SERVICE_SELECTORS, "r1", "ns", {"clients": {"hostNetwork": True}}, runner=helm, wait=False)
+    assert cluster.labelled == [("ns", {"pod-security.kubernetes.io/enforce": "privileged"})]
+
+
+def test_helm_refused_by_pod_security_is_an_admission_refusal_not_a_chart_error() -> None:
+    from fixtures.errors import AdmissionRefused
+
+    class Refusing(Helm):
+        def __call__(self, argv: Sequence[str], *, timeout: float) -> ExecResult:
+            return ExecResult(tuple(argv), 1, "", 'Error: INSTALLATION FAILED: pods "client-w1" is forbidden: '
+                              'violates PodSecurity "baseline:latest": host namespaces (hostNetwork=true)')
+
+    with pytest.raises(AdmissionRefused, match="violates PodSecurity"):
+        install(Cluster([]), SERVICE_SELECTORS, "r1", "ns", {}, runner=Refusing(), wait=False)
+
+
+def test_a_deployment_whose_pods_admission_refuses_stops_the_wait_at_once() -> None:
+    from fixtures.errors import AdmissionRefused
+
+    dep = deployment("r1-backend", available=0)
+    dep["status"]["conditions"] = [{"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate",
+                                    "message": 'pods "r1-backend-x" is forbidden: violates PodSecurity '
+                                               '"restricted:latest": allowPrivilegeEscalation != false'}]
+    helm = Helm(manifest=[dep])
+    with pytest.raises(AdmissionRefused, match="r1-backend"):
+        install(Cluster([dep]), SERVICE_SELECTORS, "r1", "ns", {}, runner=helm)

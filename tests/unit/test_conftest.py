@@ -94,7 +94,12 @@ def test_a_completed_cell(pytester: pytest.Pytester, cell: dict[str, Any]) -> No
     doc = results_of(pytester)
     assert doc["status"] == "completed"
     assert doc["cell"]["kubernetes_version"] == "v1.34.4"
-    assert doc["cell"]["images"] == {"node": "svcconform/kind-node:v1.34.4", "airgapped": True}
+    images = doc["cell"]["images"]
+    assert {k: images[k] for k in ("node", "airgapped")} == {"node": "svcconform/kind-node:v1.34.4", "airgapped": True}
+    # the preflight ran the suite's images on every node and recorded what the kubelets resolved
+    assert images["suite"]["client"]["image"] == "svcconform/client:1"
+    assert images["suite"]["agnhost"]["image_ids"] == [f"registry.k8s.io/e2e-test-images/agnhost@sha256:{'0' * 64}"]
+    assert doc["cell"]["detection"]["proxy_mode_probe"]["value"] == "iptables"
     assert doc["timings"]["cluster_create_s"] is not None
     assert doc["timings"]["suite_s"] is not None
     tests = by_name(doc)
@@ -124,8 +129,12 @@ def test_a_completed_cell(pytester: pytest.Pytester, cell: dict[str, Any]) -> No
     provider = cell["providers"][0]
     assert provider.events == ["prepare", "up", "down"]
     kube: FakeKube = provider._fake
-    assert set(kube.deleted) == set(kube.namespaces)  # every namespace cleaned up
-    labels = next(iter(kube.namespaces.values()))["labels"]
+    tests_namespaces = {n: v for n, v in kube.namespaces.items() if not n.startswith("svcc-preflight-")}
+    assert set(kube.deleted) == set(tests_namespaces)  # every test namespace cleaned up
+    labels = next(iter(tests_namespaces.values()))["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "baseline"
+    preflight_ns = next(v for n, v in kube.namespaces.items() if n.startswith("svcc-preflight-"))
+    assert preflight_ns["labels"]["pod-security.kubernetes.io/enforce"] == "privileged"
     assert labels["app.kubernetes.io/created-by"] == "svcconform"
     assert labels["svcconform/family"] == "clusterip"
 
@@ -268,4 +277,63 @@ def test_existing_cluster_decides_the_cell_and_contradictions_are_refused(pytest
                                                "--proxy-mode=iptables")
         assert refused.ret == pytest.ExitCode.USAGE_ERROR
         refused.stderr.fnmatch_lines(["ERROR: --proxy-mode=iptables was given but the cluster in * runs nftables*"])
-        assert {r.method for r in api.requests} == {"GET"}
+        # the only objects ever created are the suite's own: its preflight namespace and pods
+        created = [r.path for r in api.requests if r.method == "POST"]
+        assert created
+        assert all(p == "/api/v1/namespaces" or p.startswith("/api/v1/namespaces/svcc-preflight-")
+                               for p in created), created
+        deleted = {r.path for r in api.requests if r.method == "DELETE"}
+        assert deleted == {p for p in api.objects if p.startswith("/api/v1/namespaces/svcc-preflight-")}
+        assert {r.method for r in api.requests} == {"GET", "POST", "DELETE"}
+
+
+VANTAGE_SUITE = '''
+import pytest
+from fixtures.errors import AdmissionRefused
+
+pytestmark = pytest.mark.nodeport
+
+def test_from_outside(node_vantages, host_reach):
+    assert sorted(node_vantages) == ["n-control-plane", "n-worker", "n-worker2"]
+
+def test_refused_release(kube):
+    raise AdmissionRefused('pods "client-x" is forbidden: violates PodSecurity "baseline:latest": hostNetwork')
+'''
+
+
+def test_node_vantages_and_admission_refusals(pytester: pytest.Pytester, cell: dict[str, Any]) -> None:
+    (pytester.path / "suite" / "test_cell.py").write_text(VANTAGE_SUITE)
+    result = pytester.runpytest_inprocess(*NO_KIND_PLUGIN, "suite")
+    assert result.ret == pytest.ExitCode.OK
+    tests = by_name(results_of(pytester))
+    assert tests["test_from_outside"]["outcome"] == "passed"
+    refused = tests["test_refused_release"]
+    assert refused["outcome"] == "skipped"
+    assert refused["message"].startswith("refused by the cluster's admission: pods \"client-x\" is forbidden")
+    assert refused["diagnostics"] is None
+
+
+def test_node_vantages_refused_by_admission_skip_their_checks(pytester: pytest.Pytester,
+                                                             cell: dict[str, Any]) -> None:
+    (pytester.path / "suite" / "test_cell.py").write_text(VANTAGE_SUITE)
+    kube = FakeKube(refuse_host_network='pods "vantage-n" is forbidden: ValidatingAdmissionPolicy "x" denied')
+    cell["options"]["kube"] = kube
+    result = pytester.runpytest_inprocess(*NO_KIND_PLUGIN, "suite")
+    assert result.ret == pytest.ExitCode.OK
+    doc = results_of(pytester)
+    outside = by_name(doc)["test_from_outside"]
+    assert outside["outcome"] == "skipped"
+    assert "no hostNetwork vantage pods" in outside["message"]
+    assert "ValidatingAdmissionPolicy" in outside["message"]
+    assert doc["cell"]["detection"]["proxy_mode_probe"]["value"] == ""  # nobody on the nodes to ask
+
+
+def test_kind_only_options_with_a_kubeconfig_are_a_usage_error(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    pytester.makeconftest(ROOT_CONFTEST.read_text())
+    kubeconfig = write_kubeconfig(tmp_path / "kc", "http://127.0.0.1:9")
+    result = pytester.runpytest_inprocess(*NO_KIND_PLUGIN, f"--kubeconfig={kubeconfig}", "--nodes=4",
+                                          "--keep-cluster")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    errors = [line for line in result.stderr.lines if line.startswith("ERROR:")]
+    assert errors == [f"ERROR: --nodes, --keep-cluster shape(s) a kind cluster the suite creates and cannot "
+                      f"apply to the existing cluster of --kubeconfig {kubeconfig}: drop --nodes and --keep-cluster"]

@@ -126,7 +126,7 @@ def test_discovery_skips_artifacts_and_keeps_empty_cell_dirs(results: Path) -> N
         (b"{not json", "invalid JSON at line 1 column 2"),
         (b"\xff\xfe\x00", "not UTF-8"),
         (b"[]", "expected an object, got array"),
-        (b'{"schema_version": 2}', "2 is not supported"),
+        (b'{"schema_version": 3}', "3 is not supported"),
     ],
 )
 def test_unreadable_content_becomes_an_error_cell(results: Path, content: bytes, expected: str) -> None:
@@ -210,3 +210,21 @@ def test_non_completed_cell_without_reason_gets_one(tmp_path: Path) -> None:
     doc["reason"] = " "
     cell = parse_results(doc, directory=tmp_path / "ipvs-kindnet")
     assert cell.reason == "status unsupported without a reason"
+
+
+def test_version_2_detection_vantages_and_suite_images_read_as_facts(tmp_path: Path) -> None:
+    doc = _doc()
+    doc["schema_version"] = 2
+    doc["cell"]["detection"] = {
+        "proxy_mode": {"value": "ipvs", "evidence": "kube-proxy /proxyMode: ipvs on 3/3 nodes"},
+        "cni": {"value": "cilium", "evidence": "DaemonSet kube-system/cilium"},
+    }
+    doc["cell"]["vantages"] = {"this_machine": {"reachable": False, "reason": "no route to 10.0.0.1"}}
+    doc["cell"]["images"]["suite"] = {"client": {"image": "r.io/svcconform/client:1",
+                                                 "image_ids": ["r.io/svcconform/client@sha256:ab"]}}
+    facts = dict(parse_results(doc, directory=tmp_path / "ipvs-cilium").info.extra)
+    assert facts["detected proxy mode"] == "ipvs (kube-proxy /proxyMode: ipvs on 3/3 nodes)"
+    assert facts["detected CNI"] == "cilium (DaemonSet kube-system/cilium)"
+    assert facts["this machine as a vantage"] == "not tried: no route to 10.0.0.1"
+    assert facts["image client"] == "r.io/svcconform/client:1 (r.io/svcconform/client@sha256:ab)"
+    assert "detection" not in facts

@@ -67,14 +67,16 @@ def test_non_finite_samples_are_refused() -> None:
 def test_the_documented_example_validates_and_the_schema_is_strict() -> None:
     assert validate(valid_document()) == []
     schema = json.loads(SCHEMA_PATH.read_text())
-    assert schema["properties"]["schema_version"] == {"const": 1}
+    assert schema["properties"]["schema_version"]["enum"] == [1, 2]
 
 
 @pytest.mark.parametrize(
     ("path", "value", "complaint"),
     [
         (("status",), "green", "status"),
-        (("schema_version",), 2, "schema_version"),
+        (("schema_version",), 3, "schema_version"),
+        (("cell", "detection"), {"proxy_mode": {"value": "iptables"}}, "cell/detection/proxy_mode"),
+        (("cell", "vantages"), {"this_machine": {"reachable": "yes", "reason": ""}}, "cell/vantages/this_machine/reachable"),
         (("cell", "proxy_mode"), "userspace", "cell/proxy_mode"),
         (("cell", "flavour"), "x", "cell"),
         (("tests", 0, "outcome"), "xpassed", "tests/0/outcome"),
@@ -116,3 +118,15 @@ def test_plugin_writes_a_valid_document_atomically(tmp_path: Path) -> None:
         plugin.set_timing("coffee_s", 1.0)
     with pytest.raises(KeyError):
         plugin.update_cell(colour="blue")
+
+
+def test_version_2_keys_validate() -> None:
+    doc = copy.deepcopy(valid_document())
+    doc["schema_version"] = 2
+    doc["cell"]["detection"] = {
+        "proxy_mode": {"value": "nftables", "evidence": "kube-proxy /proxyMode: nftables on 3/3 nodes"},
+        "cni": {"value": "kindnet", "evidence": "DaemonSet kube-system/kindnet"},
+    }
+    doc["cell"]["vantages"] = {"this_machine": {"reachable": False, "reason": "no route"}}
+    doc["cell"]["images"]["suite"] = {"client": {"image": "r/svcconform/client:1", "image_ids": ["r/x@sha256:00"]}}
+    assert validate(doc) == []
