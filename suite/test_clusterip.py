@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from fixtures import clusterinfo, reachability
+from fixtures import clusterinfo, outside, reachability
 from fixtures.concurrency import Background, run_matrix
 from fixtures.expectations.clusterip import (
     node_port_presence_problems,
@@ -24,13 +24,14 @@ from fixtures.expectations.clusterip import (
 from fixtures.expectations.model import Service, TrafficPolicy
 from fixtures.expectations.ranges import cluster_ip_problems
 from fixtures.expectations.traffic import clusterip_backends, nodeport_answering_nodes, rejection_problem
+from fixtures.hostnet import source_address_towards
 from fixtures.jig import ServiceJig, tweaks
 from fixtures.kube import PodInfo
 from fixtures.observations import ErrorKind
 from fixtures.poll import wait_until
 from fixtures.probes import EXEC_OVERHEAD_S, dial_from, http_get
 from fixtures.probes.udp_socket import UDP_REPLY_WAIT_S, udp_loop
-from fixtures.servicetraffic import backends_by_client, node_port_from_host
+from fixtures.servicetraffic import backends_by_client
 from fixtures.timeouts import (
     ENDPOINTS_TIMEOUT,
     KUBE_PROXY_ENDPOINT_LAG_TIMEOUT,
@@ -361,8 +362,10 @@ def test_internal_traffic_policy_local_answers_only_from_nodes_with_a_local_endp
     )
 
 
-def node_port_table(j: ServiceJig, svc: Service, port: int, *, answering: bool) -> None:
-    """From this machine, every node's ``ip:port`` answers (or none does)."""
+def assert_node_port_answers(j: ServiceJig, svc: Service, port: int, *, answering: bool,
+                             node_vantages, host_reach) -> None:
+    """From outside the cluster (every node's hostNetwork pod to the other nodes, and this
+    machine when it reaches them), every node's ``ip:port`` answers (or none does)."""
     node_ips = j.node_ips()
     nodes = (
         nodeport_answering_nodes(node_ips, j.endpoints(svc.name), TrafficPolicy.CLUSTER)
@@ -370,25 +373,28 @@ def node_port_table(j: ServiceJig, svc: Service, port: int, *, answering: bool) 
         else dict.fromkeys(node_ips, False)
     )
     state = "answers" if answering else "no longer answers"
-    title = f"TCP nodePort {port} from the host (service {j.namespace}/{svc.name}, type {svc.type.value})"
+    vantages = outside.everyone(node_ips, node_vantages, host_reach, host_source=source_address_towards)
+    rows = {v.row: v for v in vantages}
+    targets = {f"{n} {ip}:{port}": (n, ip) for n, ip in node_ips.items()}
+    title = (f"TCP nodePort {port} from outside the cluster (service {j.namespace}/{svc.name}, type "
+             f"{svc.type.value}){outside.title_note(host_reach)}")
     expected = reachability.expected_table(
-        title,
-        ["host"],
-        [f"{n} {ip}:{port}" for n, ip in node_ips.items()],
-        lambda r, c: nodes[c.split(" ")[0]],
+        title, list(rows), list(targets),
+        lambda r, c: None if rows[r].node == targets[c][0] else nodes[targets[c][0]],
     )
 
     def check() -> tuple[bool, str]:
-        cmp = reachability.compare(
-            expected, reachability.observed_table(title, node_port_from_host(node_ips, port))
-        )
+        results = outside.node_port_matrix(vantages, targets, lambda v, ip: v.http(ip, port))
+        observed = reachability.observed_table(title, results, rows=list(rows), columns=list(targets))  # type: ignore[arg-type]
+        cmp = reachability.compare(expected, observed)
         return cmp.ok, cmp.render()
 
     reachability.wait_for_tables(check, timeout=KUBE_PROXY_SERVICE_SYNC_TIMEOUT,
                                  what=f"nodePort {port} {state} on every node")
 
 
-def test_changing_the_type_to_node_port_and_back_adds_then_removes_the_node_port(single, kube):
+def test_changing_the_type_to_node_port_and_back_adds_then_removes_the_node_port(
+        single, kube, node_vantages, host_reach):
     j = single
     only_backend(j, "flip")
     port_range = clusterinfo.read(kube).node_port_range
@@ -399,13 +405,15 @@ def test_changing_the_type_to_node_port_and_back_adds_then_removes_the_node_port
     problems = node_port_presence_problems(as_node_port, expect_node_ports=True, port_range=port_range)
     assert not problems, f"{where} after ClusterIP -> NodePort: " + "; ".join(problems)
     port = next(p.node_port for p in as_node_port.ports if p.protocol == "TCP" and p.node_port)
-    node_port_table(j, as_node_port, port, answering=True)
+    assert_node_port_answers(j, as_node_port, port, answering=True, node_vantages=node_vantages,
+                             host_reach=host_reach)
 
     j.update(tweaks(("extraServices", single_extra_services("ClusterIP"))))
     back = j.service("flip")
     problems = node_port_presence_problems(back, expect_node_ports=False, port_range=port_range)
     assert not problems, f"{where} after NodePort -> ClusterIP: " + "; ".join(problems)
-    node_port_table(j, back, port, answering=False)
+    assert_node_port_answers(j, back, port, answering=False, node_vantages=node_vantages,
+                             host_reach=host_reach)
 
 
 def test_udp_traffic_on_one_socket_recovers_when_the_only_backend_is_replaced(

@@ -22,14 +22,15 @@ from collections.abc import Callable
 
 import pytest
 
-from fixtures import reachability
+from fixtures import outside, reachability
 from fixtures.concurrency import run_all
 from fixtures.expectations.clusterip import affinity_expiry_problem, session_affinity_problems
 from fixtures.expectations.model import TrafficPolicy
 from fixtures.expectations.traffic import clusterip_backends
+from fixtures.hostnet import source_address_towards
 from fixtures.jig import ServiceJig, tweaks
 from fixtures.observations import HttpReply
-from fixtures.probes import http_from_host, sample_loop
+from fixtures.probes import sample_loop
 from fixtures.servicetraffic import LOOP_TRY_TIMEOUT_S, ClientBackends, backends_by_client, backends_check
 from fixtures.timeouts import (
     KUBE_PROXY_ENDPOINT_LAG_TIMEOUT,
@@ -268,26 +269,31 @@ def test_switching_session_affinity_on_a_live_service_makes_it_sticky_then_sprea
 
 
 @pytest.mark.nodeport
-def test_client_ip_affinity_on_a_node_port_keeps_this_machine_on_one_backend_per_node(affinity):
+def test_client_ip_affinity_on_a_node_port_keeps_an_outside_client_on_one_backend_per_node(
+        affinity, node_vantages, host_reach):
     j = affinity
     ready = ready_names(j, "sticky-np")
     svc = j.service("sticky-np")
     port = next((p.node_port for p in svc.ports if p.protocol == "TCP" and p.node_port), None)
     assert port is not None, f"service {j.namespace}/sticky-np has no TCP nodePort: {svc.ports}"
     node_ips = j.node_ips()
+    passes = outside.passes(node_ips, node_vantages, host_reach, host_source=source_address_towards)
+    pairs = {f"{n} <- {v.row}": (n, v) for vantage_of in passes for n, v in vantage_of.items()}
+    assert pairs, f"no outside vantage for nodePort {port}: {host_reach.not_tried()}"
     title = (
-        f"TCP nodePort {port} from this machine (service {j.namespace}/sticky-np, sessionAffinity: ClientIP)"
+        f"TCP nodePort {port} from outside the cluster (service {j.namespace}/sticky-np, sessionAffinity: "
+        f"ClientIP){outside.title_note(host_reach)}"
     )
 
-    def tries(node: str) -> list[HttpReply]:
-        return [http_from_host(node_ips[node], port, ("/hostname",)) for _ in range(NODE_PORT_TRIES)]
+    def once(pair: str) -> HttpReply:
+        node, v = pairs[pair]
+        return v.http(node_ips[node], port, ("/hostname",))
 
-    replies: dict[str, list[HttpReply]] = {}
+    def tries(pair: str) -> list[HttpReply]:
+        return [once(pair) for _ in range(NODE_PORT_TRIES)]
 
     def every_node_answers() -> tuple[bool, str]:
-        got = run_all(
-            {n: functools.partial(http_from_host, ip, port, ("/hostname",)) for n, ip in node_ips.items()}
-        )
+        got = run_all({p: functools.partial(once, p) for p in pairs})
         silent = {n: r.summary() for n, r in got.items() if not (isinstance(r, HttpReply) and r.ok)}
         return not silent, f"nodes not answering yet: {silent}" if silent else "every node answered"
 
@@ -297,19 +303,21 @@ def test_client_ip_affinity_on_a_node_port_keeps_this_machine_on_one_backend_per
         what=f"{title}: every node answers",
         problem="some node did not answer",
     )
-    for node, res in run_all({n: functools.partial(tries, n) for n in node_ips}).items():
-        replies[node] = res if isinstance(res, list) else []
+    replies: dict[str, list[HttpReply]] = {}
+    for pair, res in run_all({p: functools.partial(tries, p) for p in pairs}).items():
+        replies[pair] = res if isinstance(res, list) else []
     problems = session_affinity_problems(
-        {n: [r.backend if r.ok else None for r in rs] for n, rs in replies.items()}, ready_backends=ready
+        {p: [r.backend if r.ok else None for r in rs] for p, rs in replies.items()}, ready_backends=ready
     )
     lines = []
-    for node, rs in replies.items():
+    for pair, rs in replies.items():
+        node = pairs[pair][0]
         backends = sorted({r.backend for r in rs if r.ok and r.backend})
         command = rs[0].command if rs else f"curl http://{node_ips[node]}:{port}/hostname"
         lines.append(
-            f"  {node} {node_ips[node]}:{port}: {len(rs)} requests answered by {backends}"
-            + (f"\n    -> {problems[node]}\n    reproduce: {command}" if node in problems else "")
+            f"  {pair} ({node_ips[node]}:{port}): {len(rs)} requests answered by {backends}"
+            + (f"\n    -> {problems[pair]}\n    reproduce: {command}" if pair in problems else "")
         )
-    assert not problems, f"{title}: this machine was not kept on one backend by every node:\n" + "\n".join(
-        lines
+    assert not problems, (
+        f"{title}: an outside client was not kept on one backend by every node:\n" + "\n".join(lines)
     )

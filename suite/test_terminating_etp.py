@@ -8,9 +8,10 @@ healthCheckNodePort are served all the same).  With no ready endpoint left, kube
 back to the terminating one (upstream e2e "should fallback to [local] terminating endpoints
 when there are no ready endpoints with externalTrafficPolicy=Cluster/Local"):
 
-* Cluster: every node's ``nodeIP:nodePort`` answers, from this machine and from pods;
-* Local: only the endpoint's node answers (from this machine, which the backend sees as the
-  source; from pods on other nodes too); a node without it drops;
+* Cluster: every node's ``nodeIP:nodePort`` answers, from outside the cluster (another
+  node's network namespace; this machine too when it reaches the nodes) and from pods;
+* Local: only the endpoint's node answers (from outside, whose address the backend sees as
+  the source; from pods on other nodes too); a node without it drops;
 * the healthCheckNodePort counts only *ready* local endpoints, so it answers 503 on every
   node, the endpoint's included, while traffic is still served there (upstream "should fail
   health check node port if there are only terminating endpoints").
@@ -24,8 +25,8 @@ from collections.abc import Iterator, Sequence
 
 import pytest
 
-from fixtures import reachability
-from fixtures.concurrency import run_all, run_matrix
+from fixtures import outside, reachability
+from fixtures.concurrency import run_matrix
 from fixtures.expectations.model import Endpoint, Service, TrafficPolicy
 from fixtures.expectations.traffic import (
     health_check_statuses,
@@ -33,11 +34,10 @@ from fixtures.expectations.traffic import (
     nodeport_from_pod_answers,
 )
 from fixtures.hostnet import source_address_towards
-from fixtures.ingress import health_check_report
+from fixtures.ingress import health_check_passes
 from fixtures.jig import ServiceJig
 from fixtures.kube import PodInfo
-from fixtures.observations import HealthCheckReply, Unknown
-from fixtures.probes import health_check, http_from_host, http_get
+from fixtures.probes import http_get
 from fixtures.servicetraffic import node_column
 from fixtures.terminating import (
     AnsweredBy,
@@ -55,7 +55,6 @@ LOCAL = "local"
 CLUSTER = "cluster"
 HTTP_PORT = 80
 HTTP = {"name": "http", "port": HTTP_PORT, "targetPort": "http", "protocol": "TCP"}
-HOST_ROW = "host"
 #: A node that must not answer drops the SYN (Local, no local endpoint); on a kind bridge a
 #: SYN-ACK takes well under a millisecond, so 1 s tells "no answer" from a loaded host.
 NO_ANSWER_CONNECT_TIMEOUT_S = 1.0
@@ -92,33 +91,37 @@ def health_check_port(jig: ServiceJig) -> int:
     return int(svc.health_check_node_port)
 
 
-def health_check_check(jig: ServiceJig, endpoints: Sequence[Endpoint], title: str):  # type: ignore[no-untyped-def]
-    """A wait_until check: every node's healthCheckNodePort status as ``endpoints`` promise."""
+def health_check_check(jig: ServiceJig, endpoints: Sequence[Endpoint], title: str, passes):  # type: ignore[no-untyped-def]
+    """A wait_until check: every node's healthCheckNodePort status as ``endpoints`` promise,
+    from each node's outside vantages (``passes``, :func:`fixtures.outside.passes`)."""
     port = health_check_port(jig)
     node_ips = jig.node_ips()
     expected = health_check_statuses(node_ips, endpoints)
     local = {n: sum(1 for e in endpoints if e.node == n and e.ready) for n in node_ips}
 
     def check() -> tuple[bool, str]:
-        observed: dict[str, HealthCheckReply | Unknown] = dict(
-            run_all({n: (lambda ip=ip: health_check(ip, port)) for n, ip in node_ips.items()}))
-        problems, text = health_check_report(title, expected, observed, node_ips=node_ips,
-                                             local_endpoints=local, service=(jig.namespace, LOCAL))
-        text += f"\n  reproduce: curl -sS -w ' %{{http_code}}' http://<node IP>:{port}/healthz"
-        return not problems, text
+        return health_check_passes(title, passes, node_ips, port, expected, local_endpoints=local,
+                                   service=(jig.namespace, LOCAL))
 
     return check
 
 
 @pytest.fixture(scope="module")
-def drained(etp, kube) -> Iterator[list[PodInfo]]:
+def outside_passes(etp, node_vantages, host_reach) -> list[dict[str, outside.Outside]]:
+    found = outside.passes(etp.node_ips(), node_vantages, host_reach, host_source=source_address_towards)
+    assert found, f"no outside vantage for the node ports: {host_reach.not_tried()}"
+    return found
+
+
+@pytest.fixture(scope="module")
+def drained(etp, kube, outside_passes) -> Iterator[list[PodInfo]]:
     """The backend, now terminating (serving for TERMINATING_SERVE_WINDOW); before that, the
     healthCheckNodePort answered 200 on its node, so a later 503 is the termination's doing.
     Force-deleted after the module's last check."""
     before = etp.endpoints(LOCAL)
-    title = (f"healthCheckNodePort {health_check_port(etp)} of service {etp.namespace}/{LOCAL} from this "
-             f"machine, before the backend terminates")
-    reachability.wait_for_tables(health_check_check(etp, before, title),
+    title = (f"healthCheckNodePort {health_check_port(etp)} of service {etp.namespace}/{LOCAL} from outside "
+             f"the cluster, before the backend terminates")
+    reachability.wait_for_tables(health_check_check(etp, before, title, outside_passes),
                                  timeout=KUBE_PROXY_SERVICE_SYNC_TIMEOUT, what=title)
     try:
         yield drain_all(etp)
@@ -133,46 +136,53 @@ def node_port(svc: Service) -> int:
 
 
 def assert_node_port_fallback(jig: ServiceJig, service: str, drained: Sequence[PodInfo],
-                              policy: TrafficPolicy) -> None:
-    """From this machine and from a pod on every node, each node's nodePort answers from the
-    terminating endpoint exactly where ``policy`` promises (a table per look)."""
+                              policy: TrafficPolicy, *, node_vantages, host_reach) -> None:
+    """From outside the cluster (the nodes' hostNetwork pods, and this machine when it reaches
+    the nodes) and from a pod on every node, each node's nodePort answers from the terminating
+    endpoint exactly where ``policy`` promises (a table per look)."""
     snapshot = wait_only_terminating(jig, service, drained)
     svc = jig.service(service)
     port = node_port(svc)
     node_ips = jig.node_ips()
-    host_ip = source_address_towards(next(iter(node_ips.values())))
     clients = jig.clients()
+    vantages = {v.row: v for v in outside.everyone(node_ips, node_vantages, host_reach,
+                                                   host_source=source_address_towards)}
     columns = {node_column(n, ip, port): n for n, ip in node_ips.items()}
-    rows = [HOST_ROW, *clients]
-    host_answers = nodeport_answering_nodes(node_ips, snapshot, policy)
+    rows = [*vantages, *clients]
+    outside_answers = nodeport_answering_nodes(node_ips, snapshot, policy)
 
     def expect(row: str, column: str) -> bool | None:
         ingress = columns[column]
-        if row == HOST_ROW:
-            return host_answers[ingress]
+        if row in vantages:
+            # a node's own namespace to its own nodePort is local traffic, not from outside
+            return None if vantages[row].node == ingress else outside_answers[ingress]
         return nodeport_from_pod_answers(snapshot, client_node=row, ingress_node=ingress,
                                          external_traffic_policy=policy)
 
     backends = frozenset(e.label for e in snapshot)
     where = ", ".join(f"{e.label} on {e.node}" for e in snapshot)
     title = (f"NodePort {port} of service {jig.namespace}/{service} (externalTrafficPolicy: {policy.value}; "
-             f"its only endpoint {where} is terminating, serving, not ready); rows: this machine "
-             f"({host_ip}) and the client pod on each node")
+             f"its only endpoint {where} is terminating, serving, not ready); rows: the vantages outside "
+             f"the cluster and the client pod on each node{outside.title_note(host_reach)}")
     expected = reachability.expected_table(title, rows, list(columns), expect)
-    # Local keeps the client's address: from this machine the backend must see host_ip.
-    source = host_ip if policy is TrafficPolicy.LOCAL else None
 
-    def probe(row: str, column: str) -> AnsweredBy:
+    def probe(row: str, column: str) -> AnsweredBy | None:
         ip = node_ips[columns[column]]
         answers = expect(row, column)
         connect = 2.0 if answers is not False else NO_ANSWER_CONNECT_TIMEOUT_S
-        if row == HOST_ROW:
-            return AnsweredBy(http_from_host(ip, port, connect_timeout=connect), backends, source)
+        if row in vantages:
+            if answers is None:
+                return None  # not probed
+            v = vantages[row]
+            # Local keeps the client's address: the backend must see the vantage's own.
+            source = v.source_ip if policy is TrafficPolicy.LOCAL and v.source_ip else None
+            return AnsweredBy(v.http(ip, port, connect_timeout=connect), backends, source)
         return AnsweredBy(http_get(clients[row], ip, port, connect_timeout=connect), backends)
 
     def check() -> tuple[bool, str]:
-        observed = run_matrix(rows, list(columns), probe)
-        cmp = reachability.compare(expected, reachability.observed_table(title, observed))
+        observed = {k: v for k, v in run_matrix(rows, list(columns), probe).items() if v is not None}
+        cmp = reachability.compare(expected, reachability.observed_table(title, observed, rows=rows,
+                                                                         columns=list(columns)))
         if cmp.ok:
             return True, cmp.render()
         return False, f"{window_state(jig, service, drained)}\n{cmp.render()}"
@@ -180,20 +190,25 @@ def assert_node_port_fallback(jig: ServiceJig, service: str, drained: Sequence[P
     reachability.wait_for_tables(check, timeout=KUBE_PROXY_ENDPOINT_LAG_TIMEOUT, what=title)
 
 
-def test_cluster_policy_node_port_falls_back_to_the_terminating_endpoint_on_every_node(etp, drained):
-    assert_node_port_fallback(etp, CLUSTER, drained, TrafficPolicy.CLUSTER)
+def test_cluster_policy_node_port_falls_back_to_the_terminating_endpoint_on_every_node(
+        etp, drained, node_vantages, host_reach):
+    assert_node_port_fallback(etp, CLUSTER, drained, TrafficPolicy.CLUSTER, node_vantages=node_vantages,
+                              host_reach=host_reach)
 
 
-def test_local_policy_node_port_falls_back_to_the_terminating_endpoint_only_on_its_node(etp, drained):
-    assert_node_port_fallback(etp, LOCAL, drained, TrafficPolicy.LOCAL)
+def test_local_policy_node_port_falls_back_to_the_terminating_endpoint_only_on_its_node(
+        etp, drained, node_vantages, host_reach):
+    assert_node_port_fallback(etp, LOCAL, drained, TrafficPolicy.LOCAL, node_vantages=node_vantages,
+                              host_reach=host_reach)
 
 
-def test_health_check_node_port_answers_503_while_the_only_local_endpoint_is_terminating(etp, drained):
+def test_health_check_node_port_answers_503_while_the_only_local_endpoint_is_terminating(
+        etp, drained, outside_passes):
     snapshot = wait_only_terminating(etp, LOCAL, drained)
     where = ", ".join(f"{e.label} on {e.node}" for e in snapshot)
-    title = (f"healthCheckNodePort {health_check_port(etp)} of service {etp.namespace}/{LOCAL} from this "
-             f"machine, its only endpoint terminating ({where})")
-    check = health_check_check(etp, snapshot, title)
+    title = (f"healthCheckNodePort {health_check_port(etp)} of service {etp.namespace}/{LOCAL} from outside "
+             f"the cluster, its only endpoint terminating ({where})")
+    check = health_check_check(etp, snapshot, title, outside_passes)
 
     def with_state() -> tuple[bool, str]:
         ok, text = check()

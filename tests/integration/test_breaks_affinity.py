@@ -11,7 +11,7 @@ the API refuses on a ``None`` Service) within a fraction of a second, as an admi
 * the timeout check must FAIL before it ever idles: within the timeout a client was not
   kept on one backend;
 * the live-switch check must FAIL after its switch to ClientIP (the actor undoes it);
-* the NodePort check must FAIL: this machine was not kept on one backend by a node.
+* the NodePort check must FAIL: an outside client was not kept on one backend by a node.
 
 The suite runs against the shared cluster through its kubeconfig (the existing-cluster
 provider: it never creates, recreates or deletes a cluster).  Stopping the actor is the
@@ -35,7 +35,7 @@ pytestmark = opt_in(SHARED_CLUSTER_REASON)
 FAMILY_RUN_TIMEOUT_S = 900
 TIMEOUT_TEST = "test_session_affinity_timeout_keeps_a_client_within_it_and_releases_it_after_idling"
 SWITCH_TEST = "test_switching_session_affinity_on_a_live_service_makes_it_sticky_then_spreads_it_again"
-NODE_PORT_TEST = "test_client_ip_affinity_on_a_node_port_keeps_this_machine_on_one_backend_per_node"
+NODE_PORT_TEST = "test_client_ip_affinity_on_a_node_port_keeps_an_outside_client_on_one_backend_per_node"
 SELECT = " or ".join((TIMEOUT_TEST, SWITCH_TEST, NODE_PORT_TEST))
 
 
@@ -74,7 +74,7 @@ def test_session_affinity_checks_fail_naming_the_client_when_affinity_is_flipped
         TIMEOUT_TEST: [("within the timeout a client was not kept on one backend", "answered by")],
         SWITCH_TEST: [("not every client was kept on one backend after the switch to ClientIP", "answered by"),
                       ("the update to ClientIP did not stick",)],
-        NODE_PORT_TEST: [("this machine was not kept on one backend by every node", "answered by")],
+        NODE_PORT_TEST: [("an outside client was not kept on one backend by every node", "answered by")],
     }
     for name, choices in expectations.items():
         outcome, message = tests[name]

@@ -247,7 +247,7 @@ def test_host_routes_need_root(monkeypatch: pytest.MonkeyPatch) -> None:
             CORE,
         ),
         (
-            "suite/test_session_affinity.py::test_client_ip_affinity_on_a_node_port_keeps_this_machine_on_one_backend_per_node",
+            "suite/test_session_affinity.py::test_client_ip_affinity_on_a_node_port_keeps_an_outside_client_on_one_backend_per_node",
             "nodeport",
             CORE,
         ),
