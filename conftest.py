@@ -140,6 +140,19 @@ KIND_ONLY_OPTIONS = (
 )
 
 
+def unwritable(directory: Path) -> str:
+    """Why results cannot be written under ``directory`` ("" when they can): checked before a
+    cluster is created, so a bad path costs seconds, not a whole cell run."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / f".svcc-write-check-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        return f"cannot write {exc.filename or directory}: {exc.strerror or exc}"
+    return ""
+
+
 def kind_only_conflicts(option: Any) -> list[str]:
     """The kind-only options given together with --kubeconfig (pure)."""
     if not getattr(option, "svcc_kubeconfig", None):
@@ -186,6 +199,8 @@ class CellSession:
     detection: dict[str, dict[str, str]] = field(default_factory=dict)
     #: whether this machine reaches the node addresses (an extra outside vantage)
     host_reach: outside.HostReach | None = None
+    #: the cell-wide setup error was shown once already (later tests say "as above")
+    error_reported: bool = False
     _prepared: bool = False
 
     def prepare(self) -> None:
@@ -336,6 +351,13 @@ def pytest_configure(config: pytest.Config) -> None:
         run_id = new_run_id(os.environ.get("SVCCONFORM_RUN_ID"))
     except InvalidSpec as exc:
         raise pytest.UsageError(str(exc)) from None
+    if _targets_suite(config) and not option.collectonly:
+        results_root = Path(option.svcc_results_dir).expanduser()
+        problem = unwritable(results_root if results_root.is_absolute()
+                             else config.invocation_params.dir / results_root)
+        if problem:  # before any cluster is created or contacted
+            raise pytest.UsageError(f"--results-dir {option.svcc_results_dir}: {problem}; "
+                                    "give a directory this user can write")
     provider = providers.make_provider(spec, cni_installers=cni.INSTALLERS)
     state = CellSession(spec=spec, run_id=run_id, provider=provider, keep_cluster=option.svcc_keep_cluster,
                         images=images)
@@ -401,6 +423,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if excinfo is not None and call.when in ("setup", "call") and excinfo.errisinstance(AdmissionRefused):
         report.outcome = "skipped"
         report.longrepr = (str(item.path), item.location[1] or 0, f"Skipped: {excinfo.value}")
+    elif excinfo is not None and call.when == "setup":
+        state = item.config.stash.get(SESSION_KEY, None)
+        if state is not None and state.error is not None and excinfo.value is state.error:
+            # the cell-wide setup error: its one line once, not the same traceback per test
+            report.longrepr = ("cell setup failed (as above)" if state.error_reported
+                               else f"cell setup failed: {state.error}")
+            state.error_reported = True
     return report
 
 

@@ -337,3 +337,25 @@ def test_kind_only_options_with_a_kubeconfig_are_a_usage_error(pytester: pytest.
     errors = [line for line in result.stderr.lines if line.startswith("ERROR:")]
     assert errors == [f"ERROR: --nodes, --keep-cluster shape(s) a kind cluster the suite creates and cannot "
                       f"apply to the existing cluster of --kubeconfig {kubeconfig}: drop --nodes and --keep-cluster"]
+
+
+def test_an_unwritable_results_dir_is_a_usage_error_before_any_cluster(pytester: pytest.Pytester,
+                                                                      cell: dict[str, Any]) -> None:
+    result = pytester.runpytest_inprocess(*NO_KIND_PLUGIN, "suite", "--results-dir=/proc/svcc-results")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    errors = [line for line in result.stderr.lines if line.startswith("ERROR:")]
+    assert len(errors) == 1
+    assert errors[0].startswith("ERROR: --results-dir /proc/svcc-results: cannot write ")
+    assert cell["providers"] == []  # no provider was even made
+
+
+def test_a_cell_wide_setup_error_is_one_line_per_test_not_a_traceback(pytester: pytest.Pytester,
+                                                                     cell: dict[str, Any]) -> None:
+    cell["options"]["up_error"] = "kind create cluster svcc-x failed: no space left (log: /tmp/kind.log)"
+    result = pytester.runpytest_inprocess(*NO_KIND_PLUGIN, "suite")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    out = result.stdout.str()
+    assert out.count("cell setup failed: kind create cluster svcc-x failed: no space left (log: /tmp/kind.log)") == 1
+    assert out.count("cell setup failed (as above)") >= 2
+    assert "Traceback" not in out
+    assert "raise error" not in out

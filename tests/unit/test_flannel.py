@@ -208,7 +208,9 @@ def test_installers_are_wired_for_flannel_and_cilium() -> None:
 
 def test_kind_provider_boots_flannel_cells_from_the_flannel_node_image(tmp_path: Path) -> None:
     (tmp_path / "bin").mkdir()
-    (tmp_path / "bin" / "kind").write_text("")
+    for tool, script in (("kind", ""), ("helm", ""), ("docker", "#!/bin/sh\necho 28.0\n")):
+        (tmp_path / "bin" / tool).write_text(script)
+        (tmp_path / "bin" / tool).chmod(0o755)
 
     def find(name: str, pinned_only: bool = False) -> Path:
         path = tmp_path / "bin" / name

@@ -165,6 +165,13 @@ def kind_provider(spec: ClusterSpec, tmp_path: Path, *, host: HostEnv = WITH_IPV
             raise ToolMissing(f"{name} not found: run 'tox -e images'")
         return path
 
+    # prepare() checks that Docker answers and helm exists: stand-ins unless a test made its own
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    for tool, script in (("docker", "#!/bin/sh\necho 28.0\n"), ("helm", "#!/bin/sh\nexit 0\n")):
+        if not (bin_dir / tool).exists():
+            (bin_dir / tool).write_text(script)
+            (bin_dir / tool).chmod(0o755)
     kwargs.setdefault("find", find)
     kwargs.setdefault("ready_timeout", 5)
     return KindProvider(spec, work_dir=tmp_path / "work", host=host, resolve_images=resolve, **kwargs)
@@ -200,7 +207,7 @@ def test_missing_images_and_missing_kind_are_errors_naming_the_fix(tmp_path: Pat
 
 
 def test_node_image_precedence(tmp_path: Path) -> None:
-    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin").mkdir(exist_ok=True)
     (tmp_path / "bin" / "kind").write_text("")
     p = kind_provider(ClusterSpec(), tmp_path)
     p.prepare()
@@ -440,3 +447,21 @@ def test_an_existing_cluster_gets_node_access_only_when_every_node_is_a_running_
     output, count, expected
 ):
     assert kind_node_containers(output, count) is expected
+
+
+def test_docker_down_is_one_line_naming_docker_up_not_an_image_rebuild(tmp_path: Path) -> None:
+    fake_tool(tmp_path / "bin" / "docker", tmp_path / "calls.log",
+              'echo "Cannot connect to the Docker daemon at unix:///var/run/docker.sock" >&2; exit 1\n')
+    provider = kind_provider(ClusterSpec(), tmp_path, image_set=catalog.ImagesMissing("run 'tox -e images'"))
+    with pytest.raises(SvcconformError) as err:
+        provider.prepare()
+    assert "python -m images docker-up" in str(err.value)
+    assert "tox -e images" not in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_missing_helm_is_found_before_the_cluster(tmp_path: Path) -> None:
+    provider = kind_provider(ClusterSpec(), tmp_path)
+    (tmp_path / "bin" / "helm").unlink()
+    with pytest.raises(ToolMissing, match="helm not found"):
+        provider.prepare()
