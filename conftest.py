@@ -26,6 +26,7 @@ from fixtures.errors import AdmissionRefused, SvcconformError, UnsupportedEnviro
 from fixtures.kube import Kube
 from fixtures.probes import Vantage
 from fixtures.providers import ClusterFacts, ExistingProvider, KindProvider, Provider
+from fixtures.providers.existing import read_component_versions
 from fixtures.spec import (
     CNIS,
     CREATED_BY_LABEL,
@@ -245,6 +246,7 @@ class CellSession:
             preflight.probe_proxy_modes(self.preflight.vantages, _loopbacks(self.spec.ip_family))
         ) if self.preflight.vantages else (None, self.preflight.vantages_refused)
         self.detection["proxy_mode_probe"] = {"value": mode or "", "evidence": evidence}
+        self.detection.update(read_component_versions(kube))
         if self.results is not None:
             self.results.update_cell(images=self.cell_images(), detection=self.detection)
         return self.preflight
@@ -372,6 +374,9 @@ def pytest_configure(config: pytest.Config) -> None:
     if not cell_dir.is_absolute():
         cell_dir = config.invocation_params.dir / cell_dir
     cell_dir = cell_dir / spec.cell
+    selection = results.selection_of(config, config.rootpath / "suite")
+    if selection.partial:  # never overwrite the cell's full verdict with part of one
+        cell_dir = cell_dir / results.RUNS_DIR / results.run_stamp()
     collect_only = bool(option.collectonly)
     plugin = results.ResultsPlugin(
         cell_dir=cell_dir,
@@ -387,6 +392,8 @@ def pytest_configure(config: pytest.Config) -> None:
         suite_root=config.rootpath / "suite",
         write=not collect_only,
     )
+    plugin.selection = selection
+    plugin.revision = results.source_revision(config.rootpath)
     if state.detection:
         plugin.update_cell(detection=state.detection)
     if state.preflight is not None:

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from reports.model import FAMILIES, Cell, Measurement, TestResult
-from reports.profiles import CORE, EXTENDED, cell_profile, classify_test
+from reports.profiles import CORE, EXTENDED, NONE, cell_profile, classify_test
 
 VERDICTS: tuple[str, ...] = ("passed", "failed", "skipped", "not-run", "unsupported", "error")
 #: Cell verdicts that make ``--strict`` exit 1: nothing verified, or something broke.
@@ -117,6 +117,9 @@ def cell_verdict(cell: Cell) -> str:
 
 
 def profile_of(cell: Cell) -> str:
+    """The cell's profile; a partial run (part of the suite selected) earns none."""
+    if cell.partial:
+        return NONE
     return cell_profile(cell.status, cell.tests)
 
 

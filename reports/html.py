@@ -235,9 +235,10 @@ def _matrix(cells: Sequence[Cell], families: Sequence[str]) -> str:
             f'data-verdict="{escape(v)}"><strong>{escape(v)}</strong>'
             f'<span class="sub">{escape(sub)}</span></td>'
         )
+        partial = '<span class="sub partial">partial run: no profile</span>' if c.partial else ""
         profile_row.append(
-            f'<td data-cell="{escape(c.key)}" data-profile="{escape(profile_of(c))}">'
-            f"{_profile_badge(profile_of(c))}</td>"
+            f'<td data-cell="{escape(c.key)}" data-profile="{escape(profile_of(c))}" '
+            f'data-partial="{str(c.partial).lower()}">{_profile_badge(profile_of(c))}{partial}</td>'
         )
     body = ["<tr>" + "".join(verdict_row) + "</tr>", "<tr>" + "".join(profile_row) + "</tr>"]
     for i, fam in enumerate(families):
@@ -419,6 +420,24 @@ def _test(cell: Cell, index: int, test: TestResult, out_dir: Path) -> str:
     )
 
 
+def _reruns(cell: Cell) -> str:
+    """Later partial reruns, beside the full verdict (which they never replace)."""
+    if not cell.reruns:
+        return ""
+    items = []
+    for r in cell.reruns:
+        tests = "".join(
+            f'<li data-test="{escape(t.id)}">{_badge("failed" if t.failed else t.outcome, t.outcome)} '
+            f"<code>{escape(t.name)}</code></li>" for t in r.tests
+        )
+        items.append(
+            f'<li class="rerun" data-rerun="{escape(r.stamp)}"><strong>rerun {escape(r.stamp)}</strong> '
+            f"({escape(r.selection)}; {escape(r.status)}): <ul>{tests}</ul></li>"
+        )
+    return ('<div class="reruns"><h3>Later partial reruns (beside the verdict above, not replacing it)</h3>'
+            f"<ul>{''.join(items)}</ul></div>")
+
+
 def _cell_section(cell: Cell, families: Sequence[str], out_dir: Path) -> str:
     verdict = cell_verdict(cell)
     profile = profile_of(cell)
@@ -432,7 +451,13 @@ def _cell_section(cell: Cell, families: Sequence[str], out_dir: Path) -> str:
             f'<div class="reasonbox v-{escape(cell.status)}">{escape(cell.status)}: '
             f"{escape(cell.reason)}</div>"
         )
+    if cell.partial:
+        out.append(
+            f'<div class="reasonbox partial" data-partial="true">partial run: only '
+            f"{escape(cell.selection or 'part of the suite')} ran, so this cell earns no profile</div>"
+        )
     out.append(_facts(cell, profile, verdict))
+    out.append(_reruns(cell))
     out.append(_cell_charts(cell))
     stats = family_stats(cell, families)
     indexed = list(enumerate(cell.tests))

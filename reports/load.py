@@ -13,11 +13,12 @@ it documents is required and typed; keys it does not document are ignored (excep
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from reports.model import (
     Cell,
     CellInfo,
     Measurement,
+    Rerun,
     TestResult,
 )
 
@@ -76,10 +78,18 @@ def discover(results_dir: Path) -> list[Path]:
     return cells
 
 
+RUNS_DIR = "runs"
+
+
+def _partial_runs(directory: Path) -> list[Path]:
+    """``<cell>/runs/<stamp>/results.json`` files, oldest first (stamps sort by time)."""
+    return sorted((directory / RUNS_DIR).glob(f"*/{RESULTS_FILE}"))
+
+
 def _is_cell_dir(path: Path) -> bool:
     if path.name.startswith(".") or path.name in NOT_CELLS:
         return False
-    if (path / RESULTS_FILE).exists() or (path / JUNIT_FILE).exists():
+    if (path / RESULTS_FILE).exists() or (path / JUNIT_FILE).exists() or _partial_runs(path):
         return True
     try:
         empty = not any(path.iterdir())
@@ -129,8 +139,29 @@ def error_cell(directory: Path, reason: str, sha256: str | None = None) -> Cell:
 
 
 def load_cell(directory: Path) -> Cell:
-    """Read one cell; never raises for bad content (that becomes an ``error`` cell)."""
-    path = directory / RESULTS_FILE
+    """Read one cell with its later partial reruns; never raises for bad content (that
+    becomes an ``error`` cell).  A cell that has only partial runs is its latest one."""
+    runs = _partial_runs(directory)
+    if not (directory / RESULTS_FILE).exists() and runs:
+        latest = _load_file(runs[-1], directory)
+        return dataclasses.replace(latest, reruns=_reruns(runs[:-1], after=None))
+    cell = _load_file(directory / RESULTS_FILE, directory)
+    return dataclasses.replace(cell, reruns=_reruns(runs, after=cell.finished))
+
+
+def _reruns(paths: Sequence[Path], *, after: str | None) -> tuple[Rerun, ...]:
+    """The readable partial runs finished after ``after`` (an ISO time; None: all)."""
+    out = []
+    for path in paths:
+        run = _load_file(path, path.parent)
+        if run.load_error or (after and run.finished and run.finished <= after):
+            continue
+        out.append(Rerun(stamp=path.parent.name, finished=run.finished, selection=run.selection,
+                         status=run.status, tests=run.tests))
+    return tuple(out)
+
+
+def _load_file(path: Path, directory: Path) -> Cell:
     if not path.exists():
         return error_cell(directory, f"{path}: missing (the cell's run wrote no results)")
     try:
@@ -153,7 +184,7 @@ def load_cell(directory: Path) -> Cell:
     try:
         return parse_results(doc, directory=directory, sha256=digest)
     except SchemaError as exc:
-        return error_cell(directory, f"{path}: not results.json schema v1: {exc}", digest)
+        return error_cell(directory, f"{path}: not a valid results.json: {exc}", digest)
 
 
 # --- schema v1 -------------------------------------------------------------------------
@@ -247,7 +278,8 @@ _CELL_KEYS = frozenset(
 #: Version 2 cell keys, shown as readable facts (:func:`_v2_facts`) rather than raw JSON.
 _V2_CELL_KEYS = frozenset({"detection", "vantages"})
 _DETECTION_NAMES = (("proxy_mode", "detected proxy mode"), ("proxy_mode_probe", "kube-proxy /proxyMode"),
-                    ("cni", "detected CNI"), ("ip_family", "detected IP family"))
+                    ("cni", "detected CNI"), ("ip_family", "detected IP family"),
+                    ("kube_proxy_version", "kube-proxy version"), ("cni_version", "CNI version"))
 
 
 def _mapping(value: object) -> Mapping[str, Any]:
@@ -387,6 +419,7 @@ def parse_results(doc: object, *, directory: Path, sha256: str | None = None) ->
     tests = tuple(_parse_test(t, f"tests[{i}]") for i, t in enumerate(raw_tests))
     if status != "completed" and not reason.strip():
         reason = f"status {status} without a reason"
+    run = _mapping(obj.get("run"))
     return Cell(
         key=directory.name,
         directory=directory,
@@ -400,4 +433,6 @@ def parse_results(doc: object, *, directory: Path, sha256: str | None = None) ->
         timings=timings,
         hypothesis_seed=_seed(obj),
         sha256=sha256,
+        partial=run.get("partial") is True,
+        selection=str(run.get("selection") or ""),
     )

@@ -108,7 +108,8 @@ def render_markdown(cells: Sequence[Cell], *, summary: Mapping[str, Any], vendor
     out.append("| family | " + " | ".join(f"`{cell_text(c.key)}`" for c in cells) + " |")
     out.append("| --- | " + " | ".join(":-:" for _ in cells) + " |")
     out.append("| **verdict** | " + " | ".join(f"{_verdict_icon(c)} {cell_verdict(c)}" for c in cells) + " |")
-    out.append("| **profile** | " + " | ".join(f"**{profile_of(c)}**" for c in cells) + " |")
+    out.append("| **profile** | " + " | ".join(
+        f"**{profile_of(c)}**" + (" (partial run)" if c.partial else "") for c in cells) + " |")
     stats = {c.key: family_stats(c, families) for c in cells}
     for fam in families:
         out.append(f"| {fam} | " + " | ".join(_family_cell(c, fam, stats[c.key]) for c in cells) + " |")
@@ -118,6 +119,20 @@ def render_markdown(cells: Sequence[Cell], *, summary: Mapping[str, Any], vendor
         "🚫 unsupported · 💥 error. Profile: `extended` ⊃ `core` ⊃ `none`.",
         "",
     ]
+
+    partial = [c for c in cells if c.partial or c.reruns]
+    if partial:
+        out += ["### Partial runs", ""]
+        for c in partial:
+            if c.partial:
+                ran = cell_text(c.selection or "part of the suite")
+                out.append(f"- **{cell_text(c.key)}** ran only {ran}: no profile until a whole-suite run")
+            for r in c.reruns:
+                outcomes = ", ".join(f"`{cell_text(t.name)}` {t.outcome}" for t in r.tests[:8])
+                more = f" and {len(r.tests) - 8} more" if len(r.tests) > 8 else ""
+                out.append(f"- **{cell_text(c.key)}** rerun `{r.stamp}` ({cell_text(r.selection)}, "
+                           f"beside the full verdict above, not replacing it): {outcomes}{more}")
+        out.append("")
 
     broken = [c for c in cells if c.status != "completed"]
     if broken:

@@ -90,6 +90,17 @@ class CellInfo:
 
 
 @dataclass(frozen=True)
+class Rerun:
+    """A partial rerun written beside a cell's full results (never replacing them)."""
+
+    stamp: str  # its directory under ``<cell>/runs/``
+    finished: str | None
+    selection: str
+    status: str
+    tests: tuple[TestResult, ...] = ()
+
+
+@dataclass(frozen=True)
 class Cell:
     """One cell of the matrix, read from ``<results-dir>/<key>/results.json``.
 
@@ -113,6 +124,12 @@ class Cell:
     sha256: str | None = None
     #: True when the results file itself was missing, unreadable or invalid.
     load_error: bool = False
+    #: The run selected part of the suite (``run.partial``): it earns no profile.
+    partial: bool = False
+    #: What the run selected, as results.json's ``run.selection`` says ("" before schema 2).
+    selection: str = ""
+    #: Later partial reruns of this cell (``<cell>/runs/<stamp>/results.json``), oldest first.
+    reruns: tuple[Rerun, ...] = ()
 
     @property
     def results_path(self) -> Path:

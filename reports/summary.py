@@ -91,6 +91,15 @@ def cell_entry(cell: Cell, families: Sequence[str]) -> dict[str, Any]:
         },
         "measurements": _measurements(cell),
         "results_sha256": cell.sha256,
+        "partial": cell.partial,
+        "selection": cell.selection,
+        "reruns": [
+            {"stamp": r.stamp, "selection": r.selection, "status": r.status,
+             "passed": sum(t.outcome == "passed" for t in r.tests),
+             "failed": sum(t.failed for t in r.tests),
+             "skipped": sum(t.outcome == "skipped" for t in r.tests)}
+            for r in cell.reruns
+        ],
     }
 
 

@@ -84,6 +84,14 @@ def results_of(pytester: pytest.Pytester, cell: str = "iptables-kindnet") -> dic
     return doc
 
 
+def partial_runs_of(pytester: pytest.Pytester, cell: str = "iptables-kindnet") -> list[dict[str, Any]]:
+    """The partial runs of a cell (``<cell>/runs/<stamp>/results.json``), oldest first."""
+    files = sorted((pytester.path / "results" / cell / "runs").glob("*/results.json"))
+    docs = [json.loads(f.read_text()) for f in files]
+    assert all(validate(d) == [] for d in docs)
+    return docs
+
+
 def by_name(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {t["id"].split("::")[-1]: t for t in doc["tests"]}
 
@@ -179,7 +187,7 @@ def test_keep_cluster_keeps_it(pytester: pytest.Pytester, cell: dict[str, Any]) 
 def test_no_tests_collected_fails_loudly(pytester: pytest.Pytester, cell: dict[str, Any]) -> None:
     result = pytester.runpytest_inprocess(*NO_KIND_PLUGIN, "suite", "-m", "etp")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    doc = results_of(pytester)
+    doc = partial_runs_of(pytester)[-1]
     assert doc["status"] == "error"
     assert "no tests were collected" in doc["reason"]
     result.stdout.fnmatch_lines(["*ERROR*no tests were collected for cell iptables-kindnet*"])
@@ -359,3 +367,26 @@ def test_a_cell_wide_setup_error_is_one_line_per_test_not_a_traceback(pytester: 
     assert out.count("cell setup failed (as above)") >= 2
     assert "Traceback" not in out
     assert "raise error" not in out
+
+
+def test_a_partial_rerun_writes_beside_the_full_verdict_and_says_what_it_selected(
+        pytester: pytest.Pytester, cell: dict[str, Any]) -> None:
+    full = pytester.runpytest_inprocess(*NO_KIND_PLUGIN, "suite")
+    assert full.ret == pytest.ExitCode.TESTS_FAILED
+    before = (pytester.path / "results" / "iptables-kindnet" / "results.json").read_bytes()
+    doc = json.loads(before)
+    assert doc["run"]["partial"] is False
+    assert doc["run"]["selection"] == "the whole suite"
+    assert doc["run"]["collected"] == 6
+    rerun = pytester.runpytest_inprocess(*NO_KIND_PLUGIN, "suite", "-k", "sees_every_backend")
+    assert rerun.ret == pytest.ExitCode.TESTS_FAILED
+    # the full verdict is untouched, byte for byte; the rerun sits beside it
+    assert (pytester.path / "results" / "iptables-kindnet" / "results.json").read_bytes() == before
+    (partial,) = partial_runs_of(pytester)
+    assert partial["run"]["partial"] is True
+    assert partial["run"]["selection"] == "-k 'sees_every_backend'"
+    assert (partial["run"]["collected"], partial["run"]["deselected"]) == (1, 5)
+    assert [t["id"].split("::")[-1] for t in partial["tests"]] == ["test_sees_every_backend"]
+    runs = pytester.path / "results" / "iptables-kindnet" / "runs"
+    (stamp,) = [p.name for p in runs.iterdir()]
+    assert (runs / stamp / "junit.xml").exists()

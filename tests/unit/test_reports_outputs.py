@@ -426,3 +426,67 @@ def test_anchors_cannot_collide() -> None:
 
     assert anchor("cell", "a-dns") != anchor("cell", "a", "dns")
     assert anchor("t", "iptables_kindnet ipv6", "3") == "t--iptables-kindnet-ipv6--3"
+
+
+# --- partial runs and reruns ---------------------------------------------------------------
+
+
+def _with_runs(tmp_path: Path) -> Path:
+    """The sample results with a partial rerun beside iptables-kindnet's full verdict, and a
+    cell (nftables-flannel) whose only run selected part of the suite."""
+    import json
+
+    results = tmp_path / "results"
+    shutil.copytree(SAMPLES, results)
+    full = json.loads((results / "iptables-kindnet" / "results.json").read_text())
+    rerun = dict(full, finished="2099-01-01T00:00:00+00:00", tests=full["tests"][:2],
+                 run={"args": ["suite", "-k", "x"], "selection": "-k 'x'", "partial": True, "collected": 2,
+                      "deselected": 92, "suite_commit": None, "suite_dirty": None})
+    (results / "iptables-kindnet" / "runs" / "20990101T000000Z").mkdir(parents=True)
+    (results / "iptables-kindnet" / "runs" / "20990101T000000Z" / "results.json").write_text(json.dumps(rerun))
+    flannel = results / "nftables-flannel" / "results.json"
+    doc = json.loads(flannel.read_text())
+    doc["run"] = dict(rerun["run"], selection="-m 'dns'")
+    flannel.write_text(json.dumps(doc))
+    return results
+
+
+def test_a_partial_cell_has_no_profile_and_reruns_sit_beside_the_full_verdict(tmp_path: Path) -> None:
+    results = _with_runs(tmp_path)
+    cells = load_cells(results)
+    by_key = {c.key: c for c in cells}
+    assert by_key["nftables-flannel"].partial
+    assert [r.stamp for r in by_key["iptables-kindnet"].reruns] == ["20990101T000000Z"]
+    summary = build_summary(cells, generated="2025-11-22T05:00:00Z", vendor=VENDOR)
+    entries = {c["name"]: c for c in summary["cells"]}
+    assert entries["nftables-flannel"]["profile"] == "none"
+    assert entries["nftables-flannel"]["partial"] is True
+    assert entries["iptables-kindnet"]["profile"] == "extended"  # the full verdict still counts
+    assert entries["iptables-kindnet"]["reruns"][0]["selection"] == "-k 'x'"
+    page = render_html(cells, summary=summary, vendor=VENDOR, out_dir=results)
+    tags = _parse(page).tags
+    profile = {a["data-cell"]: (a["data-profile"], a.get("data-partial")) for t, a in tags
+               if t == "td" and a.get("data-profile")}
+    assert profile["nftables-flannel"] == ("none", "true")
+    assert profile["iptables-kindnet"] == ("extended", "false")
+    assert any(t == "li" and a.get("data-rerun") == "20990101T000000Z" for t, a in tags)
+    assert "partial run: no profile" in page
+    md = render_markdown(cells, summary=summary, vendor=VENDOR)
+    assert "### Partial runs" in md
+    assert "**nftables-flannel** ran only -m 'dns'" in md
+
+
+def test_a_cell_with_only_partial_runs_is_its_latest_one(tmp_path: Path) -> None:
+    import json
+
+    cell_dir = tmp_path / "results" / "iptables-kindnet"
+    doc = json.loads((SAMPLES / "iptables-kindnet" / "results.json").read_text())
+    doc["run"] = {"args": [], "selection": "-m 'dns'", "partial": True, "collected": 3, "deselected": 91,
+                  "suite_commit": "abc", "suite_dirty": False}
+    for stamp in ("20260101T000000Z", "20260102T000000Z"):
+        (cell_dir / "runs" / stamp).mkdir(parents=True)
+        (cell_dir / "runs" / stamp / "results.json").write_text(json.dumps(doc))
+    (cell,) = load_cells(tmp_path / "results")
+    assert cell.key == "iptables-kindnet"
+    assert cell.partial
+    assert [r.stamp for r in cell.reruns] == ["20260101T000000Z"]

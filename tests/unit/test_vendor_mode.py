@@ -264,3 +264,20 @@ def test_a_container_that_exits_with_its_default_command_is_named() -> None:
                    "image a:1 (agnhost) does not keep running on node w2 with its default command "
                    "(exit code 0); agnhost's must be 'pause' as upstream's"]
     assert preflight.crashes([_pod("x", "client", "c:1", "w1", {"running": {}})]) == []
+
+
+def test_component_versions_from_the_daemonset_images() -> None:
+    from fixtures.providers.existing import component_versions
+
+    def ds(ns: str, name: str, image: str) -> dict[str, Any]:
+        return {"metadata": {"namespace": ns, "name": name},
+                "spec": {"template": {"spec": {"containers": [{"image": image}]}}}}
+
+    got = component_versions([ds("kube-system", "kube-proxy", "registry.k8s.io/kube-proxy:v1.34.4"),
+                              ds("kube-system", "kindnet", "svcconform/kindnetd:0.1.0")])
+    assert got["kube_proxy_version"]["value"] == "v1.34.4"
+    assert got["cni_version"] == {"value": "kindnet 0.1.0",
+                                  "evidence": "DaemonSet kube-system/kindnet image svcconform/kindnetd:0.1.0"}
+    assert component_versions([ds("kube-system", "cilium", "quay.io/cilium/cilium@sha256:ab")]) == {
+        "cni_version": {"value": "cilium sha256:ab", "evidence": "DaemonSet kube-system/cilium image "
+                        "quay.io/cilium/cilium@sha256:ab"}}
