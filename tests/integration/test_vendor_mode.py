@@ -131,8 +131,9 @@ def suite_argv(kubeconfig: Path, registry: str, results_dir: Path) -> list[str]:
 
 
 def the_results(results_dir: Path, proc: subprocess.CompletedProcess[str]) -> tuple[Path, dict[str, Any]]:
-    """The one ``<results_dir>/<cell>/results.json`` of a run (its cell is detected)."""
-    files = list(results_dir.glob("*/results.json"))
+    """The one results.json of a run (its cell is detected): ``<results_dir>/<cell>/``, or
+    ``<cell>/runs/<stamp>/`` for a partial run (``-m``)."""
+    files = [*results_dir.glob("*/results.json"), *results_dir.glob("*/runs/*/results.json")]
     assert len(files) == 1, f"expected one results.json under {results_dir}, got {files}:\n" \
                             f"{proc.stdout[-4000:]}{proc.stderr[-2000:]}"
     return files[0].parent, json.loads(files[0].read_text())
@@ -201,7 +202,7 @@ def test_a_wrong_image_registry_is_one_line_error_before_any_family_runs(vendor:
     lines = [ln for ln in output.splitlines()
              if "python -m images push" in ln and any(ref in ln for ref in wanted)]
     assert lines, f"no line names a missing image under {nowhere} and 'python -m images push':\n{output[-4000:]}"
-    results_files = list(tmp_path.glob("*/results.json"))
+    results_files = [*tmp_path.glob("*/results.json"), *tmp_path.glob("*/runs/*/results.json")]
     ran = [t for f in results_files for t in json.loads(f.read_text()).get("tests", [])
            if t["outcome"] in ("passed", "failed")]
     assert not ran, f"tests ran although the images cannot be pulled: {[t['id'] for t in ran]}"
@@ -271,7 +272,9 @@ def test_checks_whose_pods_admission_refuses_are_skipped_with_the_refusal(vendor
         for what in (["-f", str(policy)], ["namespace", PROBE_NAMESPACE, "--wait=false"]):
             subprocess.run([*kubectl, "delete", "--ignore-not-found", *what], capture_output=True,
                            text=True, timeout=KUBECTL_TIMEOUT_S, check=False)
-    _, results = the_results(tmp_path, proc)
+    cell_dir, results = the_results(tmp_path, proc)
+    assert cell_dir.parent.name == "runs", cell_dir  # -m nodeport is a partial run: beside, not over
+    assert results["run"]["partial"] is True, results["run"]
     assert results["status"] == "completed", (results.get("reason"), proc.stdout[-4000:])
     outcomes = {t["id"].split("::", 1)[1]: t for t in results["tests"]}
     refused = {name: t for name, t in outcomes.items() if t["outcome"] == "skipped"

@@ -331,7 +331,8 @@ def test_node_vantages_refused_by_admission_skip_their_checks(pytester: pytest.P
     doc = results_of(pytester)
     outside = by_name(doc)["test_from_outside"]
     assert outside["outcome"] == "skipped"
-    assert "no hostNetwork vantage pods" in outside["message"]
+    assert outside["message"] == ("refused by the cluster's admission: no hostNetwork vantage pods: "
+                                  'pods "vantage-n" is forbidden: ValidatingAdmissionPolicy "x" denied')
     assert "ValidatingAdmissionPolicy" in outside["message"]
     assert doc["cell"]["detection"]["proxy_mode_probe"]["value"] == ""  # nobody on the nodes to ask
 
