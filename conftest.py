@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import os
 import time
 import warnings
@@ -20,13 +21,13 @@ from typing import Any
 
 import pytest
 
-from fixtures import cni, outside, podsecurity, preflight, providers, results
+from fixtures import cni, outside, performance, podsecurity, preflight, providers, results
 from fixtures.diagnostics import DiagnosticsSource, NamespaceRegistry, capture
 from fixtures.errors import AdmissionRefused, SvcconformError, UnsupportedEnvironment
 from fixtures.kube import Kube
 from fixtures.probes import Vantage
 from fixtures.providers import ClusterFacts, ExistingProvider, KindProvider, Provider
-from fixtures.providers.existing import read_component_versions
+from fixtures.providers.existing import read_component_versions, read_min_sync_period
 from fixtures.spec import (
     CNIS,
     CREATED_BY_LABEL,
@@ -129,6 +130,28 @@ def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginMa
         help=f"use exactly IMAGE for one of the suite's images ({', '.join(catalog.SUITE_IMAGES)}); "
         "repeatable, applied after --image-registry",
     )
+    group.addoption(
+        "--budget", dest="svcc_budgets", action="append", default=[], metavar="NAME=SECONDS",
+        help="performance budget of one measurement (repeatable), replacing its default "
+        "(fixtures/performance.py RULES); the performance verdict never changes the conformance status",
+    )
+    group.addoption(
+        "--budget-basis", dest="svcc_budget_basis", default="reference", choices=performance.BASES,
+        help="minSyncPeriod the default budgets assume: 'reference' (kube-proxy's default, 1 s: a "
+        "cluster configured slower is over budget) or 'configured' (the value detected on the cluster)",
+    )
+    group.addoption(
+        "--baseline", dest="svcc_baseline", default=None, metavar="RESULTS_JSON",
+        help="an earlier run's results.json: report each measurement's p50/p90 change against it "
+        "and flag regressions (results.json performance.baseline)",
+    )
+    group.addoption(
+        "--regression-factor", dest="svcc_regression_factor", type=float,
+        default=performance.DEFAULT_REGRESSION_FACTOR, metavar="FACTOR",
+        help=f"with --baseline: a p50 or p90 more than FACTOR times the baseline's (and "
+        f"{performance.REGRESSION_FLOOR_S:g} s more) is a regression (default "
+        f"{performance.DEFAULT_REGRESSION_FACTOR:g})",
+    )
 
 
 #: Options that shape a kind cluster the suite creates: meaningless with --kubeconfig.
@@ -159,6 +182,34 @@ def kind_only_conflicts(option: Any) -> list[str]:
     if not getattr(option, "svcc_kubeconfig", None):
         return []
     return [flag for flag, dest in KIND_ONLY_OPTIONS if getattr(option, dest, None) not in (None, False)]
+
+
+def budgeting_from_options(option: Any, cwd: Path) -> results.Budgeting:
+    """The performance verdict's settings (pure but for reading ``--baseline``); a bad value
+    raises :class:`InvalidSpec` naming the option."""
+    try:
+        overrides = performance.parse_budget_option(getattr(option, "svcc_budgets", None))
+    except SvcconformError as exc:
+        raise InvalidSpec("--budget", str(exc).split(": ", 1)[-1]) from None
+    factor = float(getattr(option, "svcc_regression_factor", performance.DEFAULT_REGRESSION_FACTOR))
+    if not factor > 1.0:
+        raise InvalidSpec("--regression-factor", f"{factor:g} must be more than 1")
+    raw = getattr(option, "svcc_baseline", None)
+    baseline = None
+    if raw:
+        path = Path(raw).expanduser()
+        path = path if path.is_absolute() else cwd / path
+        try:
+            baseline = json.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise InvalidSpec("--baseline", f"cannot read {path}: {exc.strerror or exc}") from None
+        except ValueError as exc:
+            raise InvalidSpec("--baseline", f"{path} is not JSON: {exc}") from None
+        if not isinstance(baseline, dict) or not isinstance(baseline.get("tests"), list):
+            raise InvalidSpec("--baseline", f"{path} is not a results.json (no tests list)")
+    return results.Budgeting(basis=str(getattr(option, "svcc_budget_basis", "reference") or "reference"),
+                             overrides=overrides, baseline=baseline,
+                             baseline_source=str(raw or ""), factor=factor)
 
 
 def suite_images_from_options(option: Any, environ: Mapping[str, str]) -> dict[str, str]:
@@ -247,6 +298,7 @@ class CellSession:
         ) if self.preflight.vantages else (None, self.preflight.vantages_refused)
         self.detection["proxy_mode_probe"] = {"value": mode or "", "evidence": evidence}
         self.detection.update(read_component_versions(kube))
+        self.detection.update(read_min_sync_period(kube, self.spec.proxy_mode))
         if self.results is not None:
             self.results.update_cell(images=self.cell_images(), detection=self.detection)
         return self.preflight
@@ -340,6 +392,7 @@ def pytest_configure(config: pytest.Config) -> None:
         )
     try:
         images = suite_images_from_options(option, os.environ)
+        budgeting = budgeting_from_options(option, config.invocation_params.dir)
         spec = spec_from_options(
             proxy_mode=option.svcc_proxy_mode,
             cni=option.svcc_cni,
@@ -393,6 +446,7 @@ def pytest_configure(config: pytest.Config) -> None:
         write=not collect_only,
     )
     plugin.selection = selection
+    plugin.budgeting = budgeting
     plugin.revision = results.source_revision(config.rootpath)
     if state.detection:
         plugin.update_cell(detection=state.detection)

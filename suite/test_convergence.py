@@ -18,7 +18,6 @@ without rules is refused by the node itself.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -92,6 +91,8 @@ class Sampling:
         self.loops = {n: loopctl.stoppable(jig.client(n), tag=tag) for n in self.targets}
         self.runs: dict[str, Background[Timeline]] = {}
         self.timelines: list[Timeline] = []
+        #: each timeline's vantage (``Measurement.where``) → the node it sampled from
+        self.nodes: dict[str, str] = {}
 
     def _loop(self, node: str) -> Callable[[], Timeline]:
         host, port = self.targets[node]
@@ -156,6 +157,7 @@ class Sampling:
             except Exception as exc:
                 raise AssertionError(f"the sampling loop on {node} gave no timeline: {exc}") from exc
         self.timelines = timelines
+        self.nodes = {tl.where or tl.target: node for node, tl in zip(self.runs, timelines, strict=True)}
         return timelines
 
     def __exit__(self, et: Any, ev: Any, tb: Any) -> None:
@@ -202,11 +204,18 @@ def reset(jig: ServiceJig, replicas: int) -> None:
                         lambda names: len(names) == replicas)
 
 
-def judge(name: str, scenario: str, measurements: list[Measurement], ceiling: float,
-          record: Callable[..., Any]) -> None:
-    """Record the samples (and their resolution) and fail when any is over the ceiling."""
-    record(name, convergence.delays(measurements), unit="s")
-    record(f"{name}.resolution", [m.resolution for m in measurements if m.resolution is not None], unit="s")
+def record_delays(record: Callable[..., Any], name: str, kind: str, measurements: list[Measurement],
+                  sampling: Sampling) -> None:
+    """Record the converged delays of one change kind, by node, with their worst resolution."""
+    record(name, convergence.delays(measurements), unit="s", kind=kind,
+           by_node=convergence.by_node(measurements, sampling.nodes),
+           resolution=convergence.worst_resolution(measurements))
+
+
+def judge(name: str, kind: str, scenario: str, measurements: list[Measurement], *, ceiling: float,
+          record: Callable[..., Any], sampling: Sampling) -> None:
+    """Record the samples and fail when any is over the ceiling."""
+    record_delays(record, name, kind, measurements, sampling)
     message = convergence.verdict(scenario, measurements, ceiling)
     assert message is None, message
 
@@ -312,10 +321,8 @@ def test_a_service_is_served_on_every_node_once_created_and_rejected_once_delete
     windows = events_in_windows(events)
     created_m = convergence.measure_all(timelines, [e for e in windows if e.outcome is Outcome.SERVED])
     deleted_m = convergence.measure_all(timelines, [e for e in windows if e.outcome is Outcome.REJECTED])
-    record_measurement("service_created_to_served", convergence.delays(created_m), unit="s")
-    record_measurement("service_deleted_to_rejected", convergence.delays(deleted_m), unit="s")
-    record_measurement("service_lifecycle.resolution",
-                       [m.resolution for m in created_m + deleted_m if m.resolution is not None], unit="s")
+    record_delays(record_measurement, "service_created_to_served", "service created", created_m, sampling)
+    record_delays(record_measurement, "service_deleted_to_rejected", "service deleted", deleted_m, sampling)
     problems = [m for m in (convergence.verdict("service created -> first success on every node",
                                                 created_m, convergence_ceiling),
                             convergence.verdict("service deleted -> rejected on every node",
@@ -341,8 +348,9 @@ def test_traffic_stops_reaching_a_deleted_pod_on_every_node_within_the_ceiling(
         sampling.wait_observed(events)
         timelines = sampling.stop()
     measurements = convergence.measure_all(timelines, events)  # a deleted pod never comes back
-    judge("pod_deleted_to_no_traffic", "pod deleted -> no more traffic to it", measurements,
-          convergence_ceiling, record_measurement)
+    judge("pod_deleted_to_no_traffic", "endpoint removed (pod deleted)",
+          "pod deleted -> no more traffic to it", measurements,
+          ceiling=convergence_ceiling, record=record_measurement, sampling=sampling)
 
 
 def test_traffic_stops_reaching_a_pod_that_fails_readiness_on_every_node_within_the_ceiling(
@@ -367,8 +375,9 @@ def test_traffic_stops_reaching_a_pod_that_fails_readiness_on_every_node_within_
         sampling.wait_observed(events)
         timelines = sampling.stop()
     measurements = convergence.measure_all(timelines, events)
-    judge("readiness_failed_to_no_traffic", "readiness failed -> no more traffic to the pod",
-          measurements, convergence_ceiling, record_measurement)
+    judge("readiness_failed_to_no_traffic", "readiness lost",
+          "readiness failed -> no more traffic to the pod", measurements,
+          ceiling=convergence_ceiling, record=record_measurement, sampling=sampling)
 
 
 def test_a_new_backend_receives_traffic_from_every_node_after_scale_up_within_the_ceiling(
@@ -394,8 +403,9 @@ def test_a_new_backend_receives_traffic_from_every_node_after_scale_up_within_th
         sampling.wait_observed(events)
         timelines = sampling.stop()
     measurements = convergence.measure_all(timelines, events)  # new backends stay until the end
-    judge("scale_up_to_new_backend_served", "scale-up -> the new backend receives traffic",
-          measurements, convergence_ceiling, record_measurement)
+    judge("scale_up_to_new_backend_served", "endpoint added (scale-up)",
+          "scale-up -> the new backend receives traffic", measurements,
+          ceiling=convergence_ceiling, record=record_measurement, sampling=sampling)
 
 
 # --------------------------------------------------------------------------- white-box
@@ -410,7 +420,8 @@ def test_kube_proxy_on_every_node_reports_network_programming_within_the_ceiling
         pytest.skip(why)
     after = scrape_all(cluster, cluster_facts)
     family = "IPv6" if cluster_facts.ip_family == "ipv6" else "IPv4"
-    rows: dict[str, dict[str, dict[str, float | None]]] = {}
+    rows: dict[str, dict[str, dict[str, Any]]] = {}
+    bounds: dict[str, list[float]] = {}
     unscraped = {}
     for node, result in after.items():
         before = metrics_before.get(node)
@@ -418,19 +429,27 @@ def test_kube_proxy_on_every_node_reports_network_programming_within_the_ceiling
             failed = result if isinstance(result, Unknown) else before
             unscraped[node] = getattr(failed, "error", "no scrape before the family")
             continue
-        rows[node] = {
-            metric: summarize(histogram_delta(before, result, metric, ip_family=family))
-            for metric in (NETWORK_PROGRAMMING, SYNC_PROXY_RULES)
-        }
-    for metric in (NETWORK_PROGRAMMING, SYNC_PROXY_RULES):
-        for stat, unit in (("count", "count"), ("sum", "s"), ("mean", "s"), ("p50", "s"), ("p90", "s")):
-            values = [v for r in rows.values() if (v := r[metric][stat]) is not None and math.isfinite(v)]
-            record_measurement(f"{metric}.{stat}", values, unit=unit)
+        rows[node] = {}
+        for metric in (NETWORK_PROGRAMMING, SYNC_PROXY_RULES):
+            delta = histogram_delta(before, result, metric, ip_family=family)
+            rows[node][metric] = summarize(delta)
+            if delta is not None:
+                bounds[metric] = list(delta.bounds)
+    for metric, kind in ((NETWORK_PROGRAMMING, "kube-proxy: change to rules programmed"),
+                         (SYNC_PROXY_RULES, "kube-proxy: one rules sync")):
+        nodes = {node: r[metric] for node, r in rows.items()}
+        means = {node: [s["mean"]] for node, s in nodes.items() if s["mean"] is not None}
+        record_measurement(
+            metric, [m for ms in means.values() for m in ms], unit="s", kind=kind, by_node=means,
+            histogram={"metric": metric, "bounds": bounds.get(metric, []), "by_node": {
+                node: {k: s[k] for k in ("count", "sum", "mean", "p50", "p99")}
+                for node, s in nodes.items()}})
     table = "\n".join(
         f"  {node}: " + "; ".join(
             f"{metric.removeprefix('kubeproxy_')}: count {s['count']:g}, mean "
             + (f"{s['mean']:.3f}s" if s["mean"] is not None else "-")
-            + (f", p90 <= {s['p90']:g}s" if s["p90"] is not None else "")
+            + (f", p50 in ({s['p50'][0]:g}, {s['p50'][1]:g}]s"
+               if s["p50"] and s["p50"][1] is not None else "")
             for metric, s in r.items())
         for node, r in rows.items()
     )

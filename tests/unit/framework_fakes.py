@@ -314,6 +314,10 @@ class FakeKube:
                               f"pod {namespace}/{pod}")
         return ExecResult(tuple(argv), 127, "", f"fake: {argv[0]} not found", f"pod {namespace}/{pod}")
 
+    def get_object(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        return next((o for o in self.objects.get((kind, namespace), [])
+                     if o.get("metadata", {}).get("name") == name), None)
+
     def list_objects(self, kind: str, namespace: str, *, label_selector: str = "",
                      field_selector: str = "") -> list[dict[str, Any]]:
         if kind in self.fail_kinds:
