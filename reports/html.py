@@ -23,11 +23,11 @@ from reports.analysis import (
     cell_verdict,
     families_of,
     family_stats,
-    measurements,
     only_extended_failed,
     profile_of,
     profile_of_test,
 )
+from reports.convergence import ALL_NODES, ChangeKind, Row, convergence_of
 from reports.model import Cell, TestResult
 from reports.profiles import CORE_FAMILIES, EXTENDED_FAMILIES
 from reports.repro import diagnostics_target, href, pytest_command, tox_command
@@ -104,6 +104,12 @@ pre.cmd { white-space: pre-wrap; background: var(--bg2); border: 1px solid var(-
        color: var(--muted); }
 .charts { display: flex; flex-direction: column; gap: 8px; margin: 8px 0; }
 svg.chart { max-width: 100%; height: auto; }
+table.conv { border-collapse: collapse; margin: 10px 0; font-size: 13px; }
+table.conv caption { text-align: left; padding: 4px 0; }
+table.conv th, table.conv td { border: 1px solid #d0d7de; padding: 3px 8px; }
+table.conv td.r { text-align: right; font-variant-numeric: tabular-nums; }
+.budget[data-verdict="over budget"], .baseline[data-verdict="regression"] { color: #bc4c00; }
+.v-ext-over { background: #fff8c5; }
 ul.failures li { margin: 2px 0; }
 footer { margin-top: 40px; color: var(--muted); font-size: 12px; }
 """
@@ -209,6 +215,34 @@ def _family_td(cell: Cell, stats: FamilyStats) -> str:
     )
 
 
+def _performance_td(cell: Cell) -> str:
+    """The budget verdict of a cell (results.json ``performance``), with what is over."""
+    perf = cell.performance
+    if not perf:
+        return f'<td data-cell="{escape(cell.key)}" data-performance="none"><span class="sub">no budgets ' \
+               "recorded (results.json before schema 3)</span></td>"
+    verdict = str(perf.get("verdict") or "not measured")
+    over = [r for r in perf.get("budgets") or () if r.get("verdict") == "over budget"]
+    lines = [f"{r['measurement']} {r['statistic']} {_value_text(r)} > {fmt(float(r['budget_s']), 's')}"
+             for r in over]
+    baseline = perf.get("baseline") or {}
+    if baseline:
+        lines.append(f"{baseline.get('regressions', 0)} regressions against the baseline")
+    sync = perf.get("min_sync_period_s")
+    lines.append(f"minSyncPeriod {fmt(float(sync), 's')}" if isinstance(sync, int | float)
+                 else "minSyncPeriod unknown")
+    css = {"within budget": "v-passed", "over budget": "v-ext-over",
+           "not measured": "v-not-run"}.get(verdict, "")
+    return (f'<td class="{css} perf" data-cell="{escape(cell.key)}" data-performance="{escape(verdict)}">'
+            f"<strong>{escape(verdict)}</strong>"
+            + "".join(f'<span class="sub">{escape(line)}</span>' for line in lines) + "</td>")
+
+
+def _value_text(row: Mapping[str, Any]) -> str:
+    """A budget row's judged value (a histogram quantile may lie past the last bucket)."""
+    return "past the last bucket" if row.get("value_s") is None else fmt(float(row["value_s"]), "s")
+
+
 def _matrix(cells: Sequence[Cell], families: Sequence[str]) -> str:
     stats = {c.key: family_stats(c, families) for c in cells}
     head = ['<th class="family">family</th>']
@@ -240,7 +274,11 @@ def _matrix(cells: Sequence[Cell], families: Sequence[str]) -> str:
             f'<td data-cell="{escape(c.key)}" data-profile="{escape(profile_of(c))}" '
             f'data-partial="{str(c.partial).lower()}">{_profile_badge(profile_of(c))}{partial}</td>'
         )
-    body = ["<tr>" + "".join(verdict_row) + "</tr>", "<tr>" + "".join(profile_row) + "</tr>"]
+    perf_row = ['<th class="family" scope="row">performance <span class="tag">not conformance</span></th>']
+    for c in cells:
+        perf_row.append(_performance_td(c))
+    body = ["<tr>" + "".join(verdict_row) + "</tr>", "<tr>" + "".join(profile_row) + "</tr>",
+            "<tr>" + "".join(perf_row) + "</tr>"]
     for i, fam in enumerate(families):
         kind = "core" if fam in CORE_FAMILIES else "extended" if fam in EXTENDED_FAMILIES else "other"
         tds = [
@@ -301,43 +339,138 @@ def _series(label: str, v: MeasurementView) -> Series:
 
 
 def _comparison(cells: Sequence[Cell]) -> str:
-    """One chart per measurement, one row per cell that recorded it."""
-    by_key: dict[tuple[str, str], list[tuple[str, MeasurementView]]] = {}
+    """One plot: for each change kind, one row per cell that measured it (latencies only)."""
+    by_kind: dict[str, list[tuple[str, ChangeKind]]] = {}
     for c in cells:
-        for v in measurements(c):
-            by_key.setdefault((v.key, v.unit), []).append((c.key, v))
-    if not by_key:
+        for change in convergence_of(c).changes:
+            by_kind.setdefault(change.kind, []).append((c.key, change))
+    if not by_kind:
         return ""
-    charts = [
-        f'<figure class="compare" data-measurement="{escape(key)}">'
-        + distribution_chart([_series(cell_key, v) for cell_key, v in rows], unit=unit, title=key)
-        + "</figure>"
-        for (key, unit), rows in sorted(by_key.items())
-    ]
+    order = [k for c in cells for k in (ch.kind for ch in convergence_of(c).changes)]
+    kinds = sorted(by_kind, key=order.index)
+    series = [Series(label=cell_key, samples=ch.view.samples, p50=ch.overall.p50, p90=ch.overall.p90,
+                     max=ch.overall.max, group=kind)
+              for kind in kinds for cell_key, ch in by_kind[kind]]
+    chart = distribution_chart(series, unit="s", title="Convergence: cells compared on each change kind")
     return (
         '<h2 id="convergence">Convergence across cells</h2>'
-        '<p class="muted">Each dot is one sample; the box spans p25 to p75, the whisker min to max; '
-        "solid line p50, dashed p90, dotted max (as the suite recorded them).</p>"
-        '<div class="charts">' + "".join(charts) + "</div>"
+        '<p class="muted">One row per cell under each change kind, every node\'s samples together. '
+        "Each dot is one sample; the box spans p25 to p75, the whisker min to max; solid line p50, "
+        "dashed p90, dotted max.  kube-proxy's histograms are not plotted (a histogram knows its "
+        "quantiles only to within a bucket): see each cell's tables.</p>"
+        f'<figure class="compare" data-kinds="{escape(",".join(kinds))}">{chart}</figure>'
     )
 
 
-def _cell_charts(cell: Cell) -> str:
-    views = measurements(cell)
-    if not views:
+def _num_cell(value: float | None) -> str:
+    return "—" if value is None else escape(fmt(value, "s"))
+
+
+def _stats_row(row: Row, resolution: float | None, *, strong: bool = False) -> str:
+    label = f"<strong>{escape(row.label)}</strong>" if strong else f"<code>{escape(row.label)}</code>"
+    res = "—" if resolution is None else f"±{resolution * 1000:.0f} ms"
+    return (f'<tr data-node="{escape(row.label)}"><td>{label}</td><td class="r">{row.n}</td>'
+            + "".join(f'<td class="r">{_num_cell(v)}</td>' for v in (row.p50, row.p90, row.p99, row.max))
+            + f'<td class="r">{res}</td></tr>')
+
+
+def _budget_of(cell: Cell, name: str) -> str:
+    for r in (cell.performance or {}).get("budgets") or ():
+        if r.get("measurement") == name:
+            return (f'<span class="budget" data-verdict="{escape(str(r["verdict"]))}">'
+                    f'{escape(r["statistic"])} {escape(_value_text(r))}, budget '
+                    f'{escape(fmt(float(r["budget_s"]), "s"))}: '
+                    f'<strong>{escape(str(r["verdict"]))}</strong></span>')
+    return ""
+
+
+def _baseline_of(cell: Cell, name: str) -> str:
+    for r in ((cell.performance or {}).get("baseline") or {}).get("changes") or ():
+        if r.get("measurement") != name:
+            continue
+        parts = []
+        for key in ("p50", "p90"):
+            b, a = r.get(f"{key}_before"), r.get(f"{key}_after")
+            if isinstance(b, int | float) and isinstance(a, int | float):
+                parts.append(f"{key} {fmt(float(b), 's')} → {fmt(float(a), 's')}")
+        return (f'<span class="baseline" data-verdict="{escape(str(r["verdict"]))}">baseline: '
+                f'{escape(", ".join(parts))} <strong>{escape(str(r["verdict"]))}</strong></span>')
+    return ""
+
+
+def _cell_convergence(cell: Cell) -> str:
+    conv = convergence_of(cell)
+    if conv.empty:
         return ""
-    by_unit: dict[str, list[MeasurementView]] = {}
-    for v in views:
-        by_unit.setdefault(v.unit, []).append(v)
-    charts = [
-        distribution_chart(
-            [_series(v.key, v) for v in group],
-            unit=unit,
-            title=f"{cell.key}: measurements in {unit}" if unit else cell.key,
-        )
-        for unit, group in sorted(by_unit.items())
-    ]
-    return "<h3>Convergence</h3>" + '<div class="charts">' + "".join(charts) + "</div>"
+    out = ['<div class="convergence"><h3>Convergence</h3>']
+    perf = cell.performance
+    if perf:
+        sync = perf.get("min_sync_period_s")
+        out.append(
+            f'<p class="perfline" data-performance="{escape(str(perf.get("verdict")))}">Performance '
+            f'(beside the conformance verdict, never changing it): <strong>{escape(str(perf.get("verdict")))}'
+            f"</strong>; budgets assume minSyncPeriod "
+            f"{'1 s (kube-proxy default)' if perf.get('basis') == 'reference' else 'as configured'}; "
+            f"the cluster's: {escape(fmt(float(sync), 's')) if isinstance(sync, int | float) else 'unknown'} "
+            f'({escape(str(perf.get("min_sync_period_evidence") or ""))}).'
+            + (f' Baseline: <code>{escape(str(perf["baseline"].get("source")))}</code> '
+               f'(regression: p50 or p90 over {perf["baseline"].get("factor")} times and '
+               f'+{perf["baseline"].get("floor_s")} s).' if perf.get("baseline") else "")
+            + "</p>")
+    if conv.changes:
+        out.append('<p class="muted">Black-box: a sampling loop on every node while the suite made each '
+                   "change a few times; the delay from the API request to the first try showing it. "
+                   "p50/p90/p99 by linear interpolation over n samples (with n of 3, p90 and p99 are near "
+                   "the max); resolution is the largest gap between two tries: each delay is late by at "
+                   "most that much.</p>")
+        for change in conv.changes:
+            v = change.view
+            rows = [_stats_row(change.overall, change.resolution, strong=True)]
+            rows += [_stats_row(r, None) for r in change.nodes]
+            notes = " ".join(x for x in (_budget_of(cell, v.measurement.name),
+                                         _baseline_of(cell, v.measurement.name)) if x)
+            out.append(
+                f'<table class="conv" data-kind="{escape(change.kind)}" data-measurement="{escape(v.key)}">'
+                f"<caption><strong>{escape(change.kind)}</strong> <code>{escape(v.key)}</code> "
+                f"{notes}</caption>"
+                "<thead><tr><th>from node</th><th>n</th><th>p50</th><th>p90</th><th>p99</th><th>max</th>"
+                "<th>resolution</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+        chart = distribution_chart(
+            [Series(label=ch.kind, samples=ch.view.samples, p50=ch.overall.p50, p90=ch.overall.p90,
+                    max=ch.overall.max) for ch in conv.changes],
+            unit="s", title=f"{cell.key}: delay per change kind ({ALL_NODES})")
+        out.append(f'<div class="charts">{chart}</div>')
+    for h in conv.histograms:
+        bounds = ", ".join(f"{b:g}" for b in h.bounds[:8]) + (", …" if len(h.bounds) > 8 else "")
+        last = f"{h.bounds[-1]:g}" if h.bounds else "?"
+        hist_rows = "".join(
+            f'<tr data-node="{escape(n.node)}"><td><code>{escape(n.node)}</code></td>'
+            f'<td class="r">{n.count:g}</td><td class="r">{_num_cell(n.mean)}</td>'
+            f'<td class="r">{escape(n.p50.text()) if n.p50 else "—"}</td>'
+            f'<td class="r">{escape(n.p99.text()) if n.p99 else "—"}</td></tr>'
+            for n in h.nodes)
+        out.append(
+            f'<table class="conv hist" data-metric="{escape(h.metric)}"><caption><strong>{escape(h.kind)}'
+            f"</strong> <code>{escape(h.metric)}</code> {_budget_of(cell, h.metric)}"
+            f'<br><span class="muted">kube-proxy\'s histogram over this family, per node; its buckets '
+            f"(upper bounds, s): {escape(bounds)} … {escape(last)}: a percentile is only known to lie "
+            "in its bucket (lower, upper].</span></caption>"
+            "<thead><tr><th>node</th><th>observations</th><th>mean</th><th>p50 in</th><th>p99 in</th></tr>"
+            f"</thead><tbody>{hist_rows}</tbody></table>")
+    if conv.legacy:
+        legacy_rows = "".join(
+            f'<tr><td><code>{escape(item.key)}</code></td><td>{escape(item.note)}</td>'
+            f'<td>{escape(", ".join(fmt(x, "" if item.unit == "count" else item.unit) for x in item.values))}'
+            "</td></tr>" for item in conv.legacy)
+        out.append('<table class="conv legacy"><caption>kube-proxy statistics as recorded before '
+                   "results.json schema 3 (one value per node; not plotted)</caption><thead><tr>"
+                   "<th>statistic</th><th>meaning</th><th>per node</th></tr></thead>"
+                   f"<tbody>{legacy_rows}</tbody></table>")
+    for v in conv.others:
+        out.append(f'<p class="muted">measurement <code>{escape(v.key)}</code> ({escape(v.unit)}): '
+                   f"{escape(', '.join(fmt(x) for x in v.samples))}</p>")
+    out.append("</div>")
+    return "".join(out)
 
 
 # --- per cell --------------------------------------------------------------------------
@@ -458,7 +591,7 @@ def _cell_section(cell: Cell, families: Sequence[str], out_dir: Path) -> str:
         )
     out.append(_facts(cell, profile, verdict))
     out.append(_reruns(cell))
-    out.append(_cell_charts(cell))
+    out.append(_cell_convergence(cell))
     stats = family_stats(cell, families)
     indexed = list(enumerate(cell.tests))
     for fam in families:

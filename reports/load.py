@@ -357,9 +357,28 @@ def _parse_measurements(value: object, where: str) -> tuple[Measurement, ...]:
                 p50=_num(m, "p50", mwhere, nullable=True),
                 p90=_num(m, "p90", mwhere, nullable=True),
                 max=_num(m, "max", mwhere, nullable=True),
+                p99=_num(m, "p99", mwhere, nullable=True) if "p99" in m else None,
+                kind=_str(m, "kind", mwhere, nullable=True) if "kind" in m else None,
+                by_node=_by_node(m.get("by_node"), f"{mwhere}.by_node"),
+                resolution=_num(m, "resolution", mwhere, nullable=True) if "resolution" in m else None,
+                histogram=(_obj(m["histogram"], f"{mwhere}.histogram")
+                           if m.get("histogram") is not None else None),
             )
         )
     return tuple(out)
+
+
+def _by_node(value: object, where: str) -> dict[str, tuple[float, ...]]:
+    """``by_node``: node → its samples (schema 3; absent before)."""
+    if value is None:
+        return {}
+    obj = _obj(value, where)
+    out: dict[str, tuple[float, ...]] = {}
+    for node, samples in sorted(obj.items()):
+        if not isinstance(samples, list):
+            raise SchemaError(f"{where}.{node}", f"expected an array, got {_type_name(samples)}")
+        out[node] = tuple(_as_number(s, f"{where}.{node}[{i}]") for i, s in enumerate(samples))
+    return out
 
 
 def _parse_test(value: object, where: str) -> TestResult:
@@ -435,4 +454,5 @@ def parse_results(doc: object, *, directory: Path, sha256: str | None = None) ->
         sha256=sha256,
         partial=run.get("partial") is True,
         selection=str(run.get("selection") or ""),
+        performance=_mapping(obj.get("performance")) or None,
     )

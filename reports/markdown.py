@@ -17,10 +17,10 @@ from reports.analysis import (
     cell_verdict,
     families_of,
     family_stats,
-    measurements,
     only_extended_failed,
     profile_of,
 )
+from reports.convergence import convergence_of
 from reports.model import Cell
 from reports.repro import tox_command
 from reports.svg import fmt
@@ -110,6 +110,8 @@ def render_markdown(cells: Sequence[Cell], *, summary: Mapping[str, Any], vendor
     out.append("| **verdict** | " + " | ".join(f"{_verdict_icon(c)} {cell_verdict(c)}" for c in cells) + " |")
     out.append("| **profile** | " + " | ".join(
         f"**{profile_of(c)}**" + (" (partial run)" if c.partial else "") for c in cells) + " |")
+    out.append("| **performance** (not conformance) | "
+               + " | ".join(_performance_cell(c) for c in cells) + " |")
     stats = {c.key: family_stats(c, families) for c in cells}
     for fam in families:
         out.append(f"| {fam} | " + " | ".join(_family_cell(c, fam, stats[c.key]) for c in cells) + " |")
@@ -168,23 +170,94 @@ def render_markdown(cells: Sequence[Cell], *, summary: Mapping[str, Any], vendor
     if len(failed) > MAX_FAILURES:
         out += [f"… and {len(failed) - MAX_FAILURES} more failures in report.html.", ""]
 
-    rows = [(c, v) for c in cells for v in measurements(c)]
-    if rows:
-        out += [
-            "### Convergence",
-            "",
-            "| cell | measurement | unit | n | p50 | p90 | max |",
-            "| --- | --- | --- | --: | --: | --: | --: |",
-        ]
-        for c, v in rows:
-            vals = [fmt(x) if x is not None else "—" for x in (v.p50, v.p90, v.max)]
-            out.append(
-                f"| `{cell_text(c.key)}` | `{cell_text(v.key)}` | {cell_text(v.unit)} | "
-                f"{len(v.samples)} | " + " | ".join(vals) + " |"
-            )
-        out.append("")
+    out += _convergence(cells)
     out.append(f"results sha256 `{summary['results_sha256']}`")
     return "\n".join(out) + "\n"
+
+
+def _performance_cell(cell: Cell) -> str:
+    perf = cell.performance
+    if not perf:
+        return "—"
+    verdict = str(perf.get("verdict") or "not measured")
+    over = [r for r in perf.get("budgets") or () if r.get("verdict") == "over budget"]
+    text = ("⚠️ " if over else "") + verdict
+    if over:
+        text += ": " + ", ".join(f"`{r['measurement']}`" for r in over)
+    baseline = perf.get("baseline")
+    if baseline:
+        text += f"; {baseline.get('regressions', 0)} regressions vs baseline"
+    return cell_text(text)
+
+
+def _convergence(cells: Sequence[Cell]) -> list[str]:
+    """Per change kind and node: n, p50/p90/p99/max and resolution; kube-proxy's histogram
+    as the buckets holding p50/p99; the budgets and baseline changes."""
+    out: list[str] = []
+    changes = [(c, ch) for c in cells for ch in convergence_of(c).changes]
+    if changes:
+        out += ["### Convergence", "",
+                "Delay from the API request until a node's sampling loop showed the change "
+                "(linear-interpolation percentiles; resolution = the delays' error bound).", "",
+                "| cell | change kind | from node | n | p50 | p90 | p99 | max | resolution |",
+                "| --- | --- | --- | --: | --: | --: | --: | --: | --: |"]
+        for c, ch in changes:
+            res = "—" if ch.resolution is None else f"±{ch.resolution * 1000:.0f} ms"
+            for i, row in enumerate((ch.overall, *ch.nodes)):
+                vals = [fmt(x, "s") if x is not None else "—" for x in (row.p50, row.p90, row.p99, row.max)]
+                out.append(f"| `{cell_text(c.key)}` | {cell_text(ch.kind)} | "
+                           + (f"**{row.label}**" if i == 0 else f"`{cell_text(row.label)}`")
+                           + f" | {row.n} | " + " | ".join(vals) + f" | {res if i == 0 else ''} |")
+        out.append("")
+    hists = [(c, h) for c in cells for h in convergence_of(c).histograms]
+    if hists:
+        out += ["kube-proxy's own histograms over the convergence family (a percentile is known only "
+                "to lie in its bucket (lower, upper]):", "",
+                "| cell | metric | node | observations | mean | p50 in | p99 in |",
+                "| --- | --- | --- | --: | --: | --: | --: |"]
+        for c, h in hists:
+            for n in h.nodes:
+                out.append(f"| `{cell_text(c.key)}` | `{h.metric}` | `{cell_text(n.node)}` | {n.count:g} | "
+                           f"{fmt(n.mean, 's') if n.mean is not None else '—'} | "
+                           f"{n.p50.text() if n.p50 else '—'} | {n.p99.text() if n.p99 else '—'} |")
+        out.append("")
+    judged = [c for c in cells if c.performance and c.performance.get("budgets")]
+    if judged:
+        out += ["### Performance budgets", "",
+                "Beside the conformance verdict, never changing it (fixtures/performance.py).", "",
+                "| cell | measurement | statistic | value | budget | verdict |",
+                "| --- | --- | --- | --: | --: | --- |"]
+        for c in judged:
+            assert c.performance is not None
+            for r in c.performance.get("budgets") or ():
+                value = "past the last bucket" if r.get("value_s") is None else fmt(float(r["value_s"]), "s")
+                mark = "⚠️ " if r.get("verdict") == "over budget" else ""
+                out.append(f"| `{cell_text(c.key)}` | `{r['measurement']}` | {r['statistic']} | {value} | "
+                           f"{fmt(float(r['budget_s']), 's')} | {mark}{r['verdict']} |")
+            sync = c.performance.get("min_sync_period_s")
+            out.append(f"| `{cell_text(c.key)}` | kube-proxy minSyncPeriod | | "
+                       f"{fmt(float(sync), 's') if isinstance(sync, int | float) else 'unknown'} | | "
+                       f"{cell_text(str(c.performance.get('min_sync_period_evidence') or ''))} |")
+        out.append("")
+    compared = [c for c in cells if c.performance and c.performance.get("baseline")]
+    for c in compared:
+        assert c.performance is not None
+        base = c.performance["baseline"]
+        out += [f"Against baseline `{cell_text(str(base.get('source')))}` ({base.get('regressions', 0)} "
+                f"regressions: p50 or p90 over {base.get('factor')} times and +{base.get('floor_s')} s):", "",
+                "| cell | measurement | p50 before → after | p90 before → after | verdict |",
+                "| --- | --- | --- | --- | --- |"]
+        for r in base.get("changes") or ():
+            pairs = []
+            for key in ("p50", "p90"):
+                b, a = r.get(f"{key}_before"), r.get(f"{key}_after")
+                pairs.append(" → ".join(fmt(float(x), "s") if isinstance(x, int | float) else "—"
+                                        for x in (b, a)))
+            mark = "⚠️ " if r.get("verdict") == "regression" else ""
+            out.append(f"| `{cell_text(c.key)}` | `{r['measurement']}` | {pairs[0]} | {pairs[1]} | "
+                       f"{mark}{r['verdict']} |")
+        out.append("")
+    return out
 
 
 def _html(text: str) -> str:

@@ -7,8 +7,10 @@ that is *derived* (family counts, verdicts, profiles) lives in :mod:`reports.ana
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from fixtures import spec as _spec
 
@@ -23,9 +25,9 @@ OUTCOMES: tuple[str, ...] = ("passed", "failed", "skipped", "error")
 #: ``status`` values of a cell.
 STATUSES: tuple[str, ...] = ("completed", "unsupported", "error")
 
-RESULTS_SCHEMA_VERSION = 2
-#: Every results.json version this reader understands (2 only adds optional cell keys).
-RESULTS_SCHEMA_VERSIONS: tuple[int, ...] = (1, 2)
+RESULTS_SCHEMA_VERSION = 3
+#: Every results.json version this reader understands (2 and 3 only add optional keys).
+RESULTS_SCHEMA_VERSIONS: tuple[int, ...] = (1, 2, 3)
 RESULTS_FILE = "results.json"
 JUNIT_FILE = "junit.xml"
 
@@ -40,6 +42,13 @@ class Measurement:
     p50: float | None
     p90: float | None
     max: float | None
+    #: schema 3: the p99, the change measured, the samples by node, their largest error
+    #: bound, and what a Prometheus histogram said per node (``histogram.by_node``)
+    p99: float | None = None
+    kind: str | None = None
+    by_node: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
+    resolution: float | None = None
+    histogram: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -130,6 +139,8 @@ class Cell:
     selection: str = ""
     #: Later partial reruns of this cell (``<cell>/runs/<stamp>/results.json``), oldest first.
     reruns: tuple[Rerun, ...] = ()
+    #: results.json ``performance`` (schema 3): the budget verdict, never the conformance one.
+    performance: Mapping[str, Any] | None = None
 
     @property
     def results_path(self) -> Path:

@@ -64,9 +64,25 @@ def _measurements(cell: Cell) -> dict[str, dict[str, Any]]:
     }
 
 
+def _performance(cell: Cell) -> dict[str, Any] | None:
+    """The cell's performance verdict in brief (results.json schema 3; None before)."""
+    perf = cell.performance
+    if not perf:
+        return None
+    baseline = perf.get("baseline")
+    sync = perf.get("min_sync_period_s")
+    return {
+        "verdict": str(perf.get("verdict") or "not measured"),
+        "over_budget": sorted(str(r.get("measurement")) for r in perf.get("budgets") or ()
+                              if r.get("verdict") == "over budget"),
+        "regressions": int(baseline.get("regressions") or 0) if isinstance(baseline, dict) else None,
+        "min_sync_period_s": float(sync) if isinstance(sync, int | float) else None,
+    }
+
+
 def cell_entry(cell: Cell, families: Sequence[str]) -> dict[str, Any]:
     stats = family_stats(cell, families)
-    return {
+    entry: dict[str, Any] = {
         "name": cell.key,
         "tox_env": cell.info.name,
         "proxy_mode": cell.info.proxy_mode,
@@ -101,6 +117,10 @@ def cell_entry(cell: Cell, families: Sequence[str]) -> dict[str, Any]:
             for r in cell.reruns
         ],
     }
+    performance = _performance(cell)
+    if performance is not None:
+        entry["performance"] = performance
+    return entry
 
 
 def build_summary(cells: Sequence[Cell], *, generated: str, vendor: VendorInfo | None) -> dict[str, Any]:

@@ -46,6 +46,28 @@ class Series:
     p50: float | None
     p90: float | None
     max: float | None
+    #: rows of one group (e.g. a change kind) are drawn together under its name
+    group: str = ""
+
+
+#: Height of a group's heading row.
+GROUP_H = 22
+
+
+def _layout(series: Sequence[Series]) -> tuple[list[float], list[tuple[str, float]], int]:
+    """Each row's centre, each group heading's baseline, and the plot's bottom."""
+    y = TOP
+    centres: list[float] = []
+    headings: list[tuple[str, float]] = []
+    previous: str | None = None
+    for s in series:
+        if s.group and s.group != previous:
+            headings.append((s.group, y + 15))
+            y += GROUP_H
+        previous = s.group
+        centres.append(y + ROW_H / 2)
+        y += ROW_H
+    return centres, headings, max(y, TOP + ROW_H)
 
 
 def fmt(value: float, unit: str = "") -> str:
@@ -84,7 +106,8 @@ def _num(v: float) -> str:
 
 def distribution_chart(series: Sequence[Series], *, unit: str, title: str) -> str:
     """An ``<svg>`` element (a string) showing ``series`` on a shared axis."""
-    height = TOP + ROW_H * max(1, len(series)) + BOTTOM
+    centres, headings, axis_y = _layout(series)
+    height = axis_y + BOTTOM
     values = [v for s in series for v in s.samples] + [
         v for s in series for v in (s.p50, s.p90, s.max) if v is not None
     ]
@@ -102,7 +125,6 @@ def distribution_chart(series: Sequence[Series], *, unit: str, title: str) -> st
         f"<title>{escape(label)}</title>",
         f'<text x="0" y="16" font-weight="bold">{escape(title)}</text>',
     ]
-    axis_y = TOP + ROW_H * max(1, len(series))
     for t in ticks:
         tx = _num(x(t))
         out.append(f'<line x1="{tx}" y1="{TOP}" x2="{tx}" y2="{axis_y}" stroke="{COLOURS["grid"]}"/>')
@@ -116,8 +138,11 @@ def distribution_chart(series: Sequence[Series], *, unit: str, title: str) -> st
         f'<text x="{(PLOT_X0 + PLOT_X1) / 2:.1f}" y="{axis_y + 31}" text-anchor="middle" '
         f'fill="#57606a">{escape(unit or "value")}</text>'
     )
-    for row, s in enumerate(series):
-        out.extend(_row(s, TOP + ROW_H * row + ROW_H / 2, x, unit))
+    for text, baseline in headings:
+        out.append(f'<text class="group" x="0" y="{baseline:.1f}" font-weight="bold" '
+                   f'fill="#1f2328">{escape(text)}</text>')
+    for s, cy in zip(series, centres, strict=True):
+        out.extend(_row(s, cy, x, unit))
     out.append("</svg>")
     return "".join(out)
 

@@ -128,7 +128,7 @@ def test_dom_shows_unsupported_and_error_cells_not_green(dom: _Dom) -> None:
 
 def test_dom_has_the_charts(dom: _Dom) -> None:
     svgs = dom.find("svg")
-    assert len(svgs) == 5  # 2 across cells + 1 per completed cell
+    assert len(svgs) == 4  # 1 across cells (a group per change kind) + 1 per completed cell
     assert all(a.get("role") == "img" for a in svgs)
     assert len(dom.find("circle")) > 100  # every sample is a dot
     marks = [a for a in dom.find("line") if "mark-p90" in a.get("class", "")]

@@ -167,12 +167,14 @@ def test_every_test_has_a_drill_down() -> None:
 def test_html_has_charts_per_cell_and_across_cells() -> None:
     page = _render()
     svgs = re.findall(r"<svg .*?</svg>", page, re.S)
-    # 2 comparison charts (one per measurement) + one per completed cell (all in seconds)
-    assert len(svgs) == 5
+    # 1 comparison plot (a group per change kind, a row per cell) + one per completed cell
+    assert len(svgs) == 4
     for svg in svgs:
         ET.fromstring(svg)  # well-formed XML
-    compare = re.findall(r'<figure class="compare" data-measurement="([^"]+)"', page)
-    assert compare == ["endpoint_add_s", "endpoint_remove_s"]
+    compare = re.findall(r'<figure class="compare" data-kinds="([^"]+)"', page)
+    assert compare == ["endpoint_add_s,endpoint_remove_s"]
+    groups = re.findall(r'<text class="group"[^>]*>([^<]+)</text>', svgs[0])
+    assert groups == ["endpoint_add_s", "endpoint_remove_s"]
 
 
 def test_diagnostics_link_says_when_the_bundle_is_missing(tmp_path: Path) -> None:
@@ -288,7 +290,7 @@ def test_markdown_lists_failures_reasons_and_convergence() -> None:
     assert "### Failures (2)" in md
     assert "tox -e nftables-kindnet -- -k 'test_nodeport_reachable_on_every_node_ip[udp]'" in md
     assert "**ipvs-kindnet** — unsupported: ipvs proxy mode needs the ip_vs kernel module" in md
-    assert "| `nftables-flannel` | `endpoint_add_s` | s | 22 |" in md
+    assert "| `nftables-flannel` | endpoint_add_s | **all nodes** | 22 |" in md
     assert "[Example <CNI> 1.18.0](https://example.com/cni)" in md
 
 
