@@ -8,18 +8,19 @@ import json
 import subprocess
 import sys
 
-from images import build, catalog, docker, paths, registry
+from images import build, catalog, core, docker, paths, registry
+from images.hostenv import HostEnv, ipvs_unsupported_reason
+from images.primitives import Builder, BuildError, log
 
 CNIS = ("kindnet", "calico", "cilium", "flannel")
 PROXY_MODES = ("iptables", "nftables", "ipvs", "none")
 
 
 def unsupported_reason(proxy_mode: str) -> str | None:
-    """Why this host cannot run ``proxy_mode`` (the suite reports the same reason)."""
+    """Why this host cannot run ``proxy_mode`` (the suite reports the same reason: the kind
+    provider asks :func:`images.hostenv.ipvs_unsupported_reason` too)."""
     if proxy_mode != "ipvs":
         return None
-    from fixtures.hostenv import HostEnv, ipvs_unsupported_reason  # the suite's own check
-
     return ipvs_unsupported_reason(HostEnv.detect())
 
 
@@ -44,7 +45,7 @@ def cmd_status() -> int:
     print(f"cache: {paths.cache_dir()}")
     for tool in ("kind", "helm", "kubectl"):
         print(f"tool {tool}: {'present' if paths.tool(tool).exists() else 'missing'} ({paths.tool(tool)})")
-    for d in build.image_defs():
+    for d in core.image_defs():
         print(f"image {d.tag}: {state(d.tag)}")
     for node in (catalog.AIRGAPPED_NODE_IMAGE, catalog.AIRGAPPED_FLANNEL_NODE_IMAGE,
                  catalog.AIRGAPPED_CILIUM_NODE_IMAGE):
@@ -61,14 +62,14 @@ def cmd_status() -> int:
 
 
 def cmd_registry_image(force: bool = False) -> int:
-    docker.ensure_docker(log=build.log)
-    b = build.Builder(force=force)
+    docker.ensure_docker(log=log)
+    b = Builder(force=force)
     try:
         tag = registry.build_image(b)
-    except build.BuildError as exc:
+    except BuildError as exc:
         print(f"images: registry-image failed: {exc}", file=sys.stderr)
         return 1
-    build.log(f"{tag} ready in {b.elapsed()}")
+    log(f"{tag} ready in {b.elapsed()}")
     return 0
 
 
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         if args.cmd == "docker-up":
-            docker.ensure_docker(log=build.log)
+            docker.ensure_docker(log=log)
             return 0
         if args.cmd == "status":
             return cmd_status()
@@ -123,12 +124,12 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         unsupported = unsupported_reason(args.proxy_mode)
         if unsupported:
-            build.log(f"{args.proxy_mode}: nothing to build, the cell cannot run on this host: {unsupported}")
+            log(f"{args.proxy_mode}: nothing to build, the cell cannot run on this host: {unsupported}")
             return 0
-        docker.ensure_docker(log=build.log)
+        docker.ensure_docker(log=log)
         if args.cni not in catalog.AIRGAPPED_CNIS:
-            build.log(f"{args.cni}: no air-gapped build exists; building the common images only "
-                      "(the cell reports it as unsupported without a registry)")
+            log(f"{args.cni}: no air-gapped build exists; building the common images only "
+                "(the cell reports it as unsupported without a registry)")
         cni = args.cni if args.cni in catalog.AIRGAPPED_CNIS else "kindnet"
         return build.main_build(cni, force=args.force)
     except docker.DockerUnavailable as exc:

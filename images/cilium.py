@@ -36,12 +36,9 @@ import json
 import re
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from images import catalog, paths, versions
-
-if TYPE_CHECKING:
-    from images.build import Builder, GoBuild
+from images.primitives import BASE_IMAGE, MANIFESTS, Builder, BuildError, GoBuild, run, sha, tree_hash
 
 CILIUM_MODULE = "github.com/cilium/cilium"
 #: Binaries of the one ``go build``: (package below the module, binary go writes, path in the image).
@@ -109,8 +106,6 @@ def wrapper_go_mod(upstream_go_mod: str, version: str = versions.CILIUM) -> str:
 
 
 def go_build() -> GoBuild:
-    from images.build import GoBuild
-
     binaries = (*AGENT_BINARIES, OPERATOR_BINARY)
     return GoBuild(
         "cilium", versions.CILIUM,
@@ -124,8 +119,6 @@ def go_build() -> GoBuild:
 
 def module_dir(builder: Builder) -> Path:
     """The module's source tree in the Go module cache (downloaded when missing)."""
-    from images.build import BuildError, run
-
     info = json.loads(run(["go", "mod", "download", "-json", f"{CILIUM_MODULE}@{versions.CILIUM}"],
                           cwd=builder.cache, env={"GOFLAGS": "-mod=mod"}, capture=True))
     if "Dir" not in info:
@@ -144,8 +137,6 @@ def bpf_files(bpf_root: Path) -> list[str]:
 def stage_sources(builder: Builder, src: Path) -> Path:
     """bpf/ and the scripts, copied out of the read-only module cache with upstream's modes
     (once per version: a module version's files never change)."""
-    from images.build import sha
-
     stage = builder.cache / "cilium-src" / versions.CILIUM
 
     def do() -> None:
@@ -204,8 +195,6 @@ def chart_dir() -> Path:
 
 def install_chart(builder: Builder, src: Path) -> Path:
     """Copy the module's chart to :func:`chart_dir` (writable, so helm may read it freely)."""
-    from images.build import tree_hash
-
     source = src / CHART_SUBDIR
     dest = chart_dir()
     key = tree_hash(source)
@@ -225,8 +214,6 @@ def install_chart(builder: Builder, src: Path) -> Path:
 
 def build_images(builder: Builder, base: str | None = None) -> list[str]:
     """Build the binaries and both images; returns their tags."""
-    from images.build import BASE_IMAGE
-
     base = base or BASE_IMAGE
     bins = builder.go_build(go_build())
     src = module_dir(builder)
@@ -243,10 +230,8 @@ def build_images(builder: Builder, base: str | None = None) -> list[str]:
 
 def build(builder: Builder) -> str:
     """Everything a Cilium cell needs, air-gapped; returns the node image's tag."""
-    from images import build as b
-
     tags = build_images(builder)
-    builder.node_image(tags, b.MANIFESTS / "kindnet.yaml", base=catalog.AIRGAPPED_NODE_IMAGE,
+    builder.node_image(tags, MANIFESTS / "kindnet.yaml", base=catalog.AIRGAPPED_NODE_IMAGE,
                        target=catalog.AIRGAPPED_CILIUM_NODE_IMAGE, step="node-image-cilium")
     return catalog.AIRGAPPED_CILIUM_NODE_IMAGE
 

@@ -1,6 +1,6 @@
 """flannel, built air-gapped: the ``flanneld`` daemon, its CNI plugin and the image holding both.
 
-Only ``python -m images ensure --cni flannel`` builds these (see ``Builder.airgapped``), so a
+Only ``python -m images ensure --cni flannel`` builds these (see ``images.build.airgapped``), so a
 kindnet cell never pays for them.  The result is a second node image,
 ``catalog.AIRGAPPED_FLANNEL_NODE_IMAGE``: the kindnet node image plus ``catalog.FLANNEL_IMAGE``
 preloaded into containerd, so creating a flannel cluster pulls nothing.
@@ -24,12 +24,9 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from images import catalog, versions
-
-if TYPE_CHECKING:
-    from images.build import Builder, GoBuild, ImageDef
+from images.primitives import BASE_IMAGE, MANIFESTS, Builder, BuildError, GoBuild, ImageDef, run
 
 FLANNEL_MODULE = "github.com/flannel-io/flannel"
 CNI_PLUGINS_MODULE = "github.com/containernetworking/plugins"
@@ -79,8 +76,6 @@ def version_ldflags(version: str = versions.FLANNEL) -> str:
 
 
 def go_builds() -> dict[str, GoBuild]:
-    from images.build import GoBuild
-
     return {
         "flanneld": GoBuild(
             "flanneld", versions.FLANNEL, (".",), ("flanneld",),
@@ -98,8 +93,6 @@ def go_builds() -> dict[str, GoBuild]:
 
 def upstream_main(builder: Builder) -> str:
     """flannel's ``main.go`` at the pinned version, from the Go module cache."""
-    from images.build import BuildError, run
-
     info = json.loads(run(["go", "mod", "download", "-json", f"{FLANNEL_MODULE}@{versions.FLANNEL}"],
                           cwd=builder.cache, env={"GOFLAGS": "-mod=mod"}, capture=True))
     if "Dir" not in info:
@@ -111,8 +104,6 @@ def image_def(base: str | None = None) -> ImageDef:
     """``svcconform/flannel:<FLANNEL>``: Debian with the userland flanneld calls (iptables and
     nftables for masquerading and forwarding rules, iproute2), ``flanneld`` and the plugin.
     ``base``: the Debian image to start from (default: our debootstrapped one)."""
-    from images.build import BASE_IMAGE, ImageDef
-
     return ImageDef(
         "flannel", catalog.FLANNEL_IMAGE,
         (("flanneld", FLANNELD_PATH), ("flannel-cni", CNI_PLUGIN_PATH)),
@@ -134,9 +125,7 @@ def build_image(builder: Builder, base: str | None = None, step: str = "image-fl
 
 def build(builder: Builder) -> str:
     """Build flannel's binaries and image, then the flannel node image; returns its tag."""
-    from images import build as b
-
     tag = build_image(builder)
-    builder.node_image([tag], b.MANIFESTS / "kindnet.yaml", base=catalog.AIRGAPPED_NODE_IMAGE,
+    builder.node_image([tag], MANIFESTS / "kindnet.yaml", base=catalog.AIRGAPPED_NODE_IMAGE,
                        target=catalog.AIRGAPPED_FLANNEL_NODE_IMAGE, step="node-image-flannel")
     return catalog.AIRGAPPED_FLANNEL_NODE_IMAGE

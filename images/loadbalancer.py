@@ -17,12 +17,9 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from images import catalog, paths, versions
-
-if TYPE_CHECKING:
-    from images.build import Builder, GoBuild
+from images.primitives import BASE_IMAGE, SRC, Builder, GoBuild, file_digest, log
 
 HERE = Path(__file__).resolve().parent
 PROXY_SOURCE = HERE / "lbproxy" / "envoy_subset.py"
@@ -30,8 +27,6 @@ CCM_NAME = "cloud-provider-kind"
 
 
 def go_build() -> GoBuild:
-    from images.build import SRC, GoBuild
-
     return GoBuild(CCM_NAME, versions.CLOUD_PROVIDER_KIND, (".",), (CCM_NAME,),
                    local_module=SRC / CCM_NAME)
 
@@ -53,8 +48,6 @@ def proxy_dockerfile(base: str) -> str:
 
 def install_ccm(builder: Builder) -> Path:
     """Build cloud-provider-kind and copy it into the tools directory; returns its path."""
-    from images.build import file_digest, log
-
     out = builder.go_build(go_build()) / CCM_NAME
     dest = paths.tools_bin() / CCM_NAME
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -66,8 +59,6 @@ def install_ccm(builder: Builder) -> Path:
 
 def build(builder: Builder, airgapped: bool, base: str | None = None) -> None:
     """cloud-provider-kind always; the proxy image only for air-gapped image sets."""
-    from images.build import BASE_IMAGE
-
     install_ccm(builder)
     if airgapped:
         builder.docker_build("image-lb-proxy", catalog.LB_PROXY_IMAGE, proxy_dockerfile(base or BASE_IMAGE),

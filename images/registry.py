@@ -27,12 +27,9 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from images import catalog
-
-if TYPE_CHECKING:
-    from images.build import Builder, GoBuild
+from images.primitives import Builder, GoBuild, file_digest, run, sha
 
 REGISTRY_MODULE = "github.com/distribution/distribution/v3"
 #: v3.0.0: the first v3 release, built with any Go >= 1.23.7 (v3.1.x asks for Go 1.26).
@@ -102,8 +99,6 @@ IMAGE_CHANGES: tuple[str, ...] = (
 def go_build() -> GoBuild:
     """The registry command, from a wrapper module around :data:`MAIN_GO` (static: the
     builder sets CGO_ENABLED=0)."""
-    from images.build import GoBuild, sha
-
     ldflags = ("-s -w"
                f" -X {REGISTRY_MODULE}/version.version={REGISTRY_VERSION}"
                # the wrapper's digest stands for upstream's git revision, and keys the step
@@ -150,15 +145,11 @@ def import_argv(tar_path: Path, tag: str, key: str) -> list[str]:
 
 
 def image_key(binary_digest: str) -> str:
-    from images.build import sha
-
     return sha("registry-image", REGISTRY_IMAGE, binary_digest, CONFIG_YML, IMAGE_CHANGES)
 
 
 def build_image(builder: Builder) -> str:
     """Build (cached by key) the registry binary and :data:`REGISTRY_IMAGE`; returns the tag."""
-    from images.build import file_digest, run
-
     binary = builder.go_build(go_build()) / REGISTRY_BINARY
     key = image_key(file_digest(binary))
 

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from images import build, catalog, versions
+from images import catalog, core, primitives, versions
 
-AGNHOST = build.agnhost_image_def()
+AGNHOST = core.agnhost_image_def()
 DOCKERFILE = AGNHOST.dockerfile()
 
 #: tool e2e calls in an agnhost container → the Debian package that provides it
@@ -43,9 +43,9 @@ TOOL_PACKAGES = {
 
 def test_agnhost_is_the_image_the_suite_and_upstream_e2e_ask_for():
     assert AGNHOST.tag == catalog.AGNHOST_IMAGE == "registry.k8s.io/e2e-test-images/agnhost:2.56"
-    assert [d for d in build.image_defs() if d.name == "agnhost"] == [AGNHOST]
+    assert [d for d in core.image_defs() if d.name == "agnhost"] == [AGNHOST]
     for cni in ("kindnet", "flannel", "cilium"):
-        assert AGNHOST in build.image_defs(cni)
+        assert AGNHOST in core.image_defs(cni)
 
 
 def test_entrypoint_and_default_command_are_upstreams():
@@ -54,7 +54,7 @@ def test_entrypoint_and_default_command_are_upstreams():
     assert AGNHOST.cmd == ("pause",)
     assert 'ENTRYPOINT ["/agnhost"]\n' in DOCKERFILE
     assert DOCKERFILE.endswith('CMD ["pause"]\n')
-    assert AGNHOST.base == build.BASE_IMAGE
+    assert AGNHOST.base == primitives.BASE_IMAGE
 
 
 def test_paths_are_upstreams():
@@ -62,14 +62,14 @@ def test_paths_are_upstreams():
     assert dests["/agnhost"] == "agnhost"
     # a DNS spec runs /coredns from the agnhost image: the CoreDNS the cluster runs
     assert dests["/coredns"] == "coredns"
-    assert build.Builder().go_builds("kindnet")["coredns"].outputs == ("coredns",)
+    assert core.go_builds()["coredns"].outputs == ("coredns",)
     certs = {dest: src for src, dest in AGNHOST.kube_files}
     # porter reads localhost.crt/.key relative to the working directory, "/"
     assert certs == {"/localhost.crt": "test/images/agnhost/porter/localhost.crt",
                      "/localhost.key": "test/images/agnhost/porter/localhost.key"}
     assert "WORKDIR" not in DOCKERFILE
     for src, dest in AGNHOST.kube_files:
-        assert f"COPY {build.kube_context_name(src)} {dest}\n" in DOCKERFILE
+        assert f"COPY {primitives.kube_context_name(src)} {dest}\n" in DOCKERFILE
     assert "mkdir /uploads" in AGNHOST.commands  # netexec's /upload handler writes there
     assert "ln -s agnhost /agnhost-2" in AGNHOST.commands  # entrypoint-tester specs
     assert "EXPOSE 80 8080 8081 9376 5000\n" in DOCKERFILE
@@ -89,10 +89,10 @@ def test_tools_e2e_calls_are_installed(tool: str, package: str):
 
 
 def test_busybox_applets_are_linked_on_path_without_shadowing_real_tools():
-    assert build.busybox_links() in AGNHOST.commands
+    assert core.busybox_links() in AGNHOST.commands
     # every PATH directory of the image is checked before an applet is linked
-    assert build.busybox_links() == build.busybox_links(path=build.IMAGE_PATH)
-    assert f"ENV PATH={build.IMAGE_PATH}\n" in DOCKERFILE
+    assert core.busybox_links() == core.busybox_links(path=primitives.IMAGE_PATH)
+    assert f"ENV PATH={primitives.IMAGE_PATH}\n" in DOCKERFILE
     # the links are made after the packages (whose tools they must not shadow) are in
     lines = DOCKERFILE.splitlines()
     apt = next(i for i, line in enumerate(lines) if "apt-get install" in line)
@@ -112,7 +112,7 @@ def test_busybox_links_script_links_only_missing_names(tmp_path: Path):
             "nslookup": usr_bin}
     for name, d in real.items():
         (d / name).write_text("real\n")
-    script = build.busybox_links(link_dir=str(bin_dir), busybox=str(busybox),
+    script = core.busybox_links(link_dir=str(bin_dir), busybox=str(busybox),
                                  path=f"{usr_sbin}:{usr_bin}:{bin_dir}")
     subprocess.run(["sh", "-c", script], check=True)
     for name in ("wget", "ps"):
@@ -129,23 +129,23 @@ def test_component_images_copy_the_porter_certs_from_the_kubernetes_module(
     for src, _ in AGNHOST.kube_files:
         (module / src).parent.mkdir(parents=True, exist_ok=True)
         (module / src).write_text(src)
-    b = build.Builder(cache=tmp_path)
+    b = primitives.Builder(cache=tmp_path)
     asked: list[tuple[str, str, str]] = []
     monkeypatch.setattr(b, "module_download",
                         lambda m, v, want: asked.append((m, v, want)) or module)
     built: dict[str, dict[str, Any]] = {}
     monkeypatch.setattr(b, "docker_build", lambda step, tag, dockerfile, files: built.setdefault(
         step, {"dockerfile": dockerfile, "files": files}))
-    bins = {name: tmp_path / "bin" / name for name in (*build.KUBE_COMMANDS, "agnhost", "etcd",
+    bins = {name: tmp_path / "bin" / name for name in (*core.KUBE_COMMANDS, "agnhost", "etcd",
                                                          "coredns", "pause", "kindnetd")}
-    b.component_images("kindnet", bins)
-    assert asked == [(build.KUBE_MODULE, versions.KUBERNETES, "Dir")]
+    core.component_images(b, "kindnet", bins)
+    assert asked == [(core.KUBE_MODULE, versions.KUBERNETES, "Dir")]
     agnhost = built["image-agnhost"]
     assert agnhost["dockerfile"] == DOCKERFILE
     assert agnhost["files"]["agnhost"] == bins["agnhost"]
     assert agnhost["files"]["coredns"] == bins["coredns"]
     for src, _ in AGNHOST.kube_files:
-        assert agnhost["files"][build.kube_context_name(src)] == module / src
+        assert agnhost["files"][primitives.kube_context_name(src)] == module / src
     # every COPY source of every image is in its build context
     for step, got in built.items():
         for src in re.findall(r"^COPY (\S+) ", got["dockerfile"], re.M):
@@ -154,14 +154,14 @@ def test_component_images_copy_the_porter_certs_from_the_kubernetes_module(
 
 def test_images_without_the_new_parts_render_as_before():
     # the Dockerfile text is an image's cache key: the optional parts add nothing when unset
-    coredns = next(d for d in build.image_defs() if d.name == "coredns")
+    coredns = next(d for d in core.image_defs() if d.name == "coredns")
     assert coredns.dockerfile() == (
-        f"FROM {build.BASE_IMAGE}\n"
+        f"FROM {primitives.BASE_IMAGE}\n"
         "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n"
         "COPY coredns /coredns\n"
         'ENTRYPOINT ["/coredns"]\n'
     )
-    client = next(d for d in build.image_defs() if d.name == "client")
+    client = next(d for d in core.image_defs() if d.name == "client")
     assert "EXPOSE" not in client.dockerfile()
     assert client.dockerfile().count("RUN ") == 1
 

@@ -17,6 +17,7 @@ from fixtures.errors import SvcconformError
 from fixtures.providers.base import Node
 from fixtures.spec import ClusterSpec
 from images import catalog, cilium, paths, versions
+from images.primitives import GoBuild
 
 UPSTREAM_GO_MOD = """module github.com/cilium/cilium
 
@@ -84,8 +85,6 @@ def test_one_go_build_makes_every_binary_with_upstreams_flags() -> None:
 
 
 def test_tags_change_the_build_key_but_tagless_keys_stay() -> None:
-    from images.build import GoBuild
-
     plain = GoBuild("x", "v1", ("a",), ("a",))
     tagged = GoBuild("x", "v1", ("a",), ("a",), tags=("t",))
     assert plain.key() != tagged.key()

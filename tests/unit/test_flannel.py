@@ -14,12 +14,12 @@ import yaml
 
 from fixtures import cni
 from fixtures.errors import SvcconformError, ToolMissing
-from fixtures.hostenv import HostEnv, KernelFeature
 from fixtures.kindconfig import POD_SUBNET_V4
 from fixtures.observations import ExecResult
 from fixtures.providers import KindProvider
 from fixtures.spec import ClusterSpec
-from images import catalog, flannel, versions
+from images import build, catalog, core, flannel, loadbalancer, primitives, tools, versions
+from images.hostenv import HostEnv, KernelFeature
 
 UPSTREAM_MAIN = """package main
 
@@ -235,20 +235,16 @@ def test_kind_provider_boots_flannel_cells_from_the_flannel_node_image(tmp_path:
 
 
 def fake_builder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> tuple[Any, list[tuple[str, str]]]:
-    from images import build
-
     calls: list[tuple[str, str]] = []
-    b = build.Builder(cache=tmp_path)
+    b = primitives.Builder(cache=tmp_path)
     monkeypatch.setattr(b, "go_build", lambda gb: calls.append(("go", gb.name)) or tmp_path / gb.name)
-    monkeypatch.setattr(b, "tools", lambda kube_bin: None)
+    monkeypatch.setattr(tools, "install", lambda builder, kube_bin: None)
     monkeypatch.setattr(b, "base_image", lambda: None)
-    monkeypatch.setattr(b, "component_images", lambda cni, bins: ["a:1"])
-    monkeypatch.setattr(b, "node_base", lambda kube_bin: None)
+    monkeypatch.setattr(core, "component_images", lambda builder, cni, bins: ["a:1"])
+    monkeypatch.setattr(core, "node_base", lambda builder, kube_bin: None)
     monkeypatch.setattr(b, "docker_build", lambda step, tag, *a, **k: calls.append(("image", tag)) or "k")
     monkeypatch.setattr(b, "docker_image_id", lambda tag: f"id-of-{tag}")
     monkeypatch.setattr(b, "step", lambda step, key, fn, ok=None: calls.append(("step", f"{step}={key}")))
-    from images import loadbalancer
-
     monkeypatch.setattr(loadbalancer, "install_ccm", lambda builder: calls.append(("tool", "cloud-provider-kind")))
     return b, calls
 
@@ -256,14 +252,12 @@ def fake_builder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> tuple[Any, 
 def test_kindnet_cells_build_no_flannel_and_keep_their_node_image_key(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from images import build
-
     b, calls = fake_builder(monkeypatch, tmp_path)
-    b.airgapped("kindnet")
+    build.airgapped(b, "kindnet")
     assert not any("flannel" in what for _, what in calls)
     # the key is the one from before flannel existed: node base id, preload, their ids, manifest
-    key = build.sha("node", f"id-of-{build.NODE_BASE_IMAGE}", ["a:1"], ["id-of-a:1"],
-                    build.file_digest(build.MANIFESTS / "kindnet.yaml"), versions.KUBERNETES)
+    key = primitives.sha("node", f"id-of-{primitives.NODE_BASE_IMAGE}", ["a:1"], ["id-of-a:1"],
+                         primitives.file_digest(primitives.MANIFESTS / "kindnet.yaml"), versions.KUBERNETES)
     assert ("step", f"node-image={key}") in calls
 
 
@@ -272,14 +266,14 @@ def test_every_air_gapped_cell_gets_cloud_provider_kind_and_the_lb_proxy_image(
 ) -> None:
     for cell_cni in ("kindnet", "flannel"):
         b, calls = fake_builder(monkeypatch, tmp_path)
-        b.airgapped(cell_cni)
+        build.airgapped(b, cell_cni)
         assert ("tool", "cloud-provider-kind") in calls
         assert ("image", catalog.LB_PROXY_IMAGE) in calls
 
 
 def test_flannel_cells_add_the_flannel_image_and_node_image(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     b, calls = fake_builder(monkeypatch, tmp_path)
-    b.airgapped("flannel")
+    build.airgapped(b, "flannel")
     assert ("go", "flanneld") in calls
     assert ("go", "flannel-cni") in calls
     assert ("image", catalog.FLANNEL_IMAGE) in calls

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.hostenv import HostEnv, KernelFeature, ip_vs_feature, ipvs_unsupported_reason
+from images.hostenv import HostEnv, KernelFeature, ip_vs_feature, ipvs_unsupported_reason
 
 RELEASE = "6.18.0-test"
 

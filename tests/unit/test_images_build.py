@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from images import build, catalog, docker, flannel, versions
+from images import build, catalog, core, docker, flannel, primitives, versions
 
 UPSTREAM_GO_MOD = """module k8s.io/kubernetes
 
@@ -38,7 +38,7 @@ replace (
 
 
 def test_wrapper_go_mod_requires_published_staging_modules_at_matching_version():
-    mod = build.kube_wrapper_go_mod(UPSTREAM_GO_MOD, "v1.34.4")
+    mod = core.kube_wrapper_go_mod(UPSTREAM_GO_MOD, "v1.34.4")
     assert "\tk8s.io/kubernetes v1.34.4" in mod
     for staging in ("k8s.io/api", "k8s.io/client-go", "k8s.io/kms"):
         assert f"\t{staging} v0.34.4" in mod
@@ -50,22 +50,22 @@ def test_wrapper_go_mod_requires_published_staging_modules_at_matching_version()
 
 
 def test_wrapper_go_mod_rejects_an_unexpected_layout():
-    with pytest.raises(build.BuildError, match="staging"):
-        build.kube_wrapper_go_mod("module k8s.io/kubernetes\n", "v1.34.4")
+    with pytest.raises(primitives.BuildError, match="staging"):
+        core.kube_wrapper_go_mod("module k8s.io/kubernetes\n", "v1.34.4")
 
 
 def test_kube_ldflags_set_the_real_version_in_both_version_packages():
-    flags = build.kube_ldflags("v1.34.4")
+    flags = core.kube_ldflags("v1.34.4")
     for pkg in ("k8s.io/client-go/pkg/version", "k8s.io/component-base/version"):
         assert f"-X {pkg}.gitVersion=v1.34.4" in flags
         assert f"-X {pkg}.gitMajor=1" in flags
         assert f"-X {pkg}.gitMinor=34" in flags
-    with pytest.raises(build.BuildError):
-        build.kube_ldflags("latest")
+    with pytest.raises(primitives.BuildError):
+        core.kube_ldflags("latest")
 
 
 def test_image_tags_are_exactly_what_kubeadm_and_the_charts_ask_for():
-    tags = {d.name: d.tag for d in build.image_defs()}
+    tags = {d.name: d.tag for d in core.image_defs()}
     assert tags["kube-apiserver"] == f"registry.k8s.io/kube-apiserver:{versions.KUBERNETES}"
     assert tags["kube-proxy"] == f"registry.k8s.io/kube-proxy:{versions.KUBERNETES}"
     assert tags["etcd"] == "registry.k8s.io/etcd:3.6.5-0"
@@ -73,7 +73,7 @@ def test_image_tags_are_exactly_what_kubeadm_and_the_charts_ask_for():
     assert tags["coredns"] == f"registry.k8s.io/coredns/coredns:{versions.COREDNS}"
     assert tags["agnhost"] == "registry.k8s.io/e2e-test-images/agnhost:2.56"
     # the containerd sandbox image in the node config must be the pause image we build
-    config = (build.NODE_FILES / "etc/containerd/config.toml").read_text()
+    config = (core.NODE_FILES / "etc/containerd/config.toml").read_text()
     assert f'sandbox_image = "{tags["pause"]}"' in config
 
 
@@ -83,46 +83,46 @@ def test_coredns_patch_points_kubeadm_at_the_coredns_we_build():
 
 
 def test_dockerfile_rendering():
-    d = build.ImageDef("x", "example/x:1", (("bin1", "/usr/local/bin/bin1"),),
+    d = primitives.ImageDef("x", "example/x:1", (("bin1", "/usr/local/bin/bin1"),),
                        packages=("iptables", "nftables"), entrypoint=("/usr/local/bin/bin1",))
     text = d.dockerfile()
-    assert text.startswith(f"FROM {build.BASE_IMAGE}\n")
+    assert text.startswith(f"FROM {primitives.BASE_IMAGE}\n")
     assert "apt-get install" in text
     assert "iptables nftables" in text
     assert "COPY bin1 /usr/local/bin/bin1" in text
     assert 'ENTRYPOINT ["/usr/local/bin/bin1"]' in text
-    scratch = build.ImageDef("p", "p:1", (("pause", "/pause"),), base="scratch").dockerfile()
+    scratch = primitives.ImageDef("p", "p:1", (("pause", "/pause"),), base="scratch").dockerfile()
     assert scratch.startswith("FROM scratch\n")
     assert "apt-get" not in scratch
     assert "ENV PATH" not in scratch
 
 
 def test_kube_proxy_image_carries_every_rule_tool_it_needs():
-    proxy = next(d for d in build.image_defs() if d.name == "kube-proxy")
+    proxy = next(d for d in core.image_defs() if d.name == "kube-proxy")
     for pkg in ("iptables", "nftables", "conntrack"):
         assert pkg in proxy.packages
 
 
 def test_cache_keys_change_with_inputs(tmp_path: Path):
     (tmp_path / "a").write_text("one")
-    before = build.tree_hash(tmp_path)
-    assert build.tree_hash(tmp_path) == before
+    before = primitives.tree_hash(tmp_path)
+    assert primitives.tree_hash(tmp_path) == before
     (tmp_path / "a").write_text("two")
-    assert build.tree_hash(tmp_path) != before
-    assert build.sha("x", versions.KUBERNETES) == build.sha("x", versions.KUBERNETES)
-    assert build.sha("x", "v1.34.4") != build.sha("x", "v1.34.3")
+    assert primitives.tree_hash(tmp_path) != before
+    assert primitives.sha("x", versions.KUBERNETES) == primitives.sha("x", versions.KUBERNETES)
+    assert primitives.sha("x", "v1.34.4") != primitives.sha("x", "v1.34.3")
 
 
 def test_go_build_key_tracks_local_sources(tmp_path: Path):
     (tmp_path / "main.go").write_text("package main\n")
-    gb = build.GoBuild("t", "1", (".",), ("t",), local_module=tmp_path)
+    gb = primitives.GoBuild("t", "1", (".",), ("t",), local_module=tmp_path)
     k1 = gb.key()
     (tmp_path / "main.go").write_text("package main\n// changed\n")
     assert gb.key() != k1
 
 
 def test_step_is_skipped_when_stamp_matches(tmp_path: Path):
-    b = build.Builder(cache=tmp_path)
+    b = primitives.Builder(cache=tmp_path)
     calls = []
     assert b.step("s", "k1", lambda: calls.append(1)) is True
     assert b.step("s", "k1", lambda: calls.append(1)) is False
@@ -160,9 +160,9 @@ def test_official_flannel_cells_load_flannel_image_built_on_official_debian():
     assert catalog.OFFICIAL.load_images_for("flannel") == (catalog.CLIENT_IMAGE, catalog.FLANNEL_IMAGE)
     # air-gapped flannel nodes have it preloaded instead
     assert catalog.AIRGAPPED.load_images_for("flannel") == ()
-    assert flannel.image_def(build.OFFICIAL_DEBIAN_IMAGE).dockerfile().startswith(
-        f"FROM {build.OFFICIAL_DEBIAN_IMAGE}\n")
-    assert flannel.image_def().dockerfile().startswith(f"FROM {build.BASE_IMAGE}\n")
+    assert flannel.image_def(primitives.OFFICIAL_DEBIAN_IMAGE).dockerfile().startswith(
+        f"FROM {primitives.OFFICIAL_DEBIAN_IMAGE}\n")
+    assert flannel.image_def().dockerfile().startswith(f"FROM {primitives.BASE_IMAGE}\n")
 
 
 def test_catalog_prefers_airgapped_then_official_then_explains():
@@ -240,7 +240,7 @@ def test_ensure_mode_is_a_fallback_not_a_fork():
     assert build.choose_mode("auto", set(), always) == "official"
     assert build.choose_mode("auto", set(), never) == "airgapped"
     assert build.choose_mode("official", set(), never) == "official"
-    with pytest.raises(build.BuildError):
+    with pytest.raises(primitives.BuildError):
         build.choose_mode("sometimes", set(), never)
 
 
@@ -263,19 +263,19 @@ def test_official_mode_without_a_registry_fails_before_building(tmp_path: Path, 
     def no_build(*_a, **_k):
         raise AssertionError("nothing may be built when the registry does not answer")
 
-    monkeypatch.setattr(build.Builder, "go_build", no_build)
-    monkeypatch.setattr(build.Builder, "docker_build", no_build)
-    with pytest.raises(build.BuildError, match=r"kindest/node:v1\.34\.0@sha256:\w+ cannot be pulled .*no such host.*SVCCONFORM_IMAGES"):
-        build.Builder(cache=tmp_path).official("flannel")
+    monkeypatch.setattr(primitives.Builder, "go_build", no_build)
+    monkeypatch.setattr(primitives.Builder, "docker_build", no_build)
+    with pytest.raises(primitives.BuildError, match=r"kindest/node:v1\.34\.0@sha256:\w+ cannot be pulled .*no such host.*SVCCONFORM_IMAGES"):
+        build.official(primitives.Builder(cache=tmp_path), "flannel")
 
 
 def test_long_steps_keep_reporting_progress(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                             monkeypatch: pytest.MonkeyPatch):
-    b = build.Builder(cache=tmp_path, heartbeat_s=0.05)
+    b = primitives.Builder(cache=tmp_path, heartbeat_s=0.05)
     gate = threading.Event()
     # the step returns once the heartbeat has spoken twice (bounded: a broken heartbeat fails)
     beats = []
-    original = build.log
+    original = primitives.log
 
     def counting_log(msg: str) -> None:
         original(msg)
@@ -284,7 +284,7 @@ def test_long_steps_keep_reporting_progress(tmp_path: Path, capsys: pytest.Captu
             if len(beats) >= 2:
                 gate.set()
 
-    monkeypatch.setattr(build, "log", counting_log)
+    monkeypatch.setattr(primitives, "log", counting_log)
     b.step("slow", "k", lambda: None if gate.wait(10) else pytest.fail("no heartbeat in 10 s"))
     out = capsys.readouterr().out
     assert "[images] slow: building ..." in out

@@ -24,7 +24,6 @@ from framework_fakes import (
 )
 
 from fixtures.errors import SvcconformError, ToolMissing, UnsupportedEnvironment
-from fixtures.hostenv import HostEnv, KernelFeature
 from fixtures.providers import (
     ClusterFacts,
     ExistingProvider,
@@ -42,6 +41,7 @@ from fixtures.providers.existing import kind_node_containers
 from fixtures.providers.kind import NodeContainer, parse_node_ips, reuse_problems, version_from_image
 from fixtures.spec import ClusterSpec
 from images import catalog
+from images.hostenv import HostEnv, KernelFeature
 
 NO_IPVS = HostEnv("6.18.0", KernelFeature("ip_vs", False, "CONFIG_IP_VS not set"), 1, None)
 WITH_IPVS = HostEnv("6.18.0", KernelFeature("ip_vs", True, "CONFIG_IP_VS=y"), 2, None)
