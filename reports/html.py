@@ -367,8 +367,9 @@ def _num_cell(value: float | None) -> str:
 
 
 def _stats_row(row: Row, resolution: float | None, *, strong: bool = False) -> str:
+    """One row of a change kind's table; the resolution (worst over all nodes) on the first."""
     label = f"<strong>{escape(row.label)}</strong>" if strong else f"<code>{escape(row.label)}</code>"
-    res = "—" if resolution is None else f"±{resolution * 1000:.0f} ms"
+    res = ("—" if resolution is None else f"±{resolution * 1000:.0f} ms") if strong else ""
     return (f'<tr data-node="{escape(row.label)}"><td>{label}</td><td class="r">{row.n}</td>'
             + "".join(f'<td class="r">{_num_cell(v)}</td>' for v in (row.p50, row.p90, row.p99, row.max))
             + f'<td class="r">{res}</td></tr>')
@@ -434,15 +435,15 @@ def _cell_convergence(cell: Cell) -> str:
                 f"<caption><strong>{escape(change.kind)}</strong> <code>{escape(v.key)}</code> "
                 f"{notes}</caption>"
                 "<thead><tr><th>from node</th><th>n</th><th>p50</th><th>p90</th><th>p99</th><th>max</th>"
-                "<th>resolution</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+                "<th>resolution (worst)</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
         chart = distribution_chart(
             [Series(label=ch.kind, samples=ch.view.samples, p50=ch.overall.p50, p90=ch.overall.p90,
                     max=ch.overall.max) for ch in conv.changes],
             unit="s", title=f"{cell.key}: delay per change kind ({ALL_NODES})")
         out.append(f'<div class="charts">{chart}</div>')
     for h in conv.histograms:
-        bounds = ", ".join(f"{b:g}" for b in h.bounds[:8]) + (", …" if len(h.bounds) > 8 else "")
-        last = f"{h.bounds[-1]:g}" if h.bounds else "?"
+        shown = [f"{b:g}" for b in h.bounds[:8]] + (["…", f"{h.bounds[-1]:g}"] if len(h.bounds) > 8 else [])
+        bounds = ", ".join(shown) or "not recorded"
         hist_rows = "".join(
             f'<tr data-node="{escape(n.node)}"><td><code>{escape(n.node)}</code></td>'
             f'<td class="r">{n.count:g}</td><td class="r">{_num_cell(n.mean)}</td>'
@@ -453,7 +454,7 @@ def _cell_convergence(cell: Cell) -> str:
             f'<table class="conv hist" data-metric="{escape(h.metric)}"><caption><strong>{escape(h.kind)}'
             f"</strong> <code>{escape(h.metric)}</code> {_budget_of(cell, h.metric)}"
             f'<br><span class="muted">kube-proxy\'s histogram over this family, per node; its buckets '
-            f"(upper bounds, s): {escape(bounds)} … {escape(last)}: a percentile is only known to lie "
+            f"(upper bounds, s): {escape(bounds)}; a percentile is only known to lie "
             "in its bucket (lower, upper].</span></caption>"
             "<thead><tr><th>node</th><th>observations</th><th>mean</th><th>p50 in</th><th>p99 in</th></tr>"
             f"</thead><tbody>{hist_rows}</tbody></table>")
