@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from fixtures import cni, outside, performance, podsecurity, preflight, providers, results
+from fixtures import cni, markers, outside, performance, podsecurity, preflight, providers, results
 from fixtures.diagnostics import DiagnosticsSource, NamespaceRegistry, capture
 from fixtures.errors import AdmissionRefused, SvcconformError, UnsupportedEnvironment
 from fixtures.kube import Kube
@@ -33,7 +33,6 @@ from fixtures.spec import (
     CREATED_BY_LABEL,
     CREATED_BY_VALUE,
     DEFAULT_NODES,
-    FAMILIES,
     FAMILY_LABEL,
     IP_FAMILIES,
     MAX_NODES,
@@ -49,17 +48,6 @@ from fixtures.spec import (
     spec_from_options,
 )
 from images import catalog
-
-MARKERS: dict[str, str] = {
-    "dns": "Service DNS records (A/AAAA, SRV, search paths) as seen from pods",
-    "env": "docker-link style environment variables a Service gives pods",
-    "clusterip": "ClusterIP reachability from every node, TCP and UDP, named ports",
-    "nodeport": "NodePort reachability on every node, from pods and from the host",
-    "etp": "externalTrafficPolicy Cluster/Local: reachability and the source IP backends see",
-    "selectorless": "Services without selectors, backed by hand-made EndpointSlices/Endpoints",
-    "convergence": "how fast the data plane follows Service/EndpointSlice changes (measured)",
-    "properties": "property-based checks (hypothesis) of Service behaviour",
-}
 
 SESSION_KEY = pytest.StashKey["CellSession"]()
 
@@ -379,8 +367,7 @@ def _connect_existing(provider: ExistingProvider, config: pytest.Config, state: 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
-    for family in FAMILIES:
-        config.addinivalue_line("markers", f"{family}: {MARKERS[family]}")
+    markers.configure(config)  # the families of fixtures/families.py, core/extended, and their check
     if config.option.help:
         return
     option = config.option
@@ -666,8 +653,7 @@ class NamespaceFactory:
         self.kube = kube
         self.state = state
         self.nodeid = node.nodeid
-        marker = next((m.name for m in node.iter_markers() if m.name in FAMILIES), None)
-        self.family = marker or "test"
+        self.family = markers.family_of(node) or "test"
         self.created: list[str] = []
 
     def __call__(self, family: str | None = None, *, labels: dict[str, str] | None = None) -> str:

@@ -120,7 +120,7 @@ def profile_of(cell: Cell) -> str:
     """The cell's profile; a partial run (part of the suite selected) earns none."""
     if cell.partial:
         return NONE
-    return cell_profile(cell.status, cell.tests)
+    return cell_profile(cell.status, cell.tests, cell.families)
 
 
 def profile_of_test(test: TestResult) -> str:

@@ -545,11 +545,12 @@ def _test(cell: Cell, index: int, test: TestResult, out_dir: Path) -> str:
         )
     opened = " open" if test.failed else ""
     verdict = "failed" if test.failed else test.outcome
+    why = f' title="{escape(test.profile_reason)}"' if test.profile_reason else ""
     return (
         f'<details class="test" id="{anchor("t", cell.key, str(index))}" '
         f'data-outcome="{escape(test.outcome)}"{opened}><summary>'
         f"{_badge(verdict, test.outcome)} <code>{escape(test.name)}</code> "
-        f'<span class="tag">{profile}</span> <span class="dur">{fmt_seconds(test.duration_s)}'
+        f'<span class="tag"{why}>{profile}</span> <span class="dur">{fmt_seconds(test.duration_s)}'
         f'</span></summary><div class="body">{"".join(parts)}</div></details>'
     )
 

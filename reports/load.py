@@ -25,6 +25,8 @@ from typing import Any
 from reports.errors import ReportError, one_line
 from reports.model import (
     CNIS,
+    CORE,
+    EXTENDED,
     JUNIT_FILE,
     OUTCOMES,
     PROXY_MODES,
@@ -43,6 +45,8 @@ from reports.model import (
 _CELL_DIR_NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)+$")
 #: The family of a test the results plugin could not place in one (``family: null``).
 UNCLASSIFIED = "unclassified"
+#: ``tests[].profile`` values (schema 3, optional).
+PROFILES: tuple[str, ...] = (CORE, EXTENDED)
 #: Directories a results dir may hold that are not cells.
 NOT_CELLS = frozenset({"artifacts"})
 
@@ -390,6 +394,14 @@ def _parse_test(value: object, where: str) -> TestResult:
     outcome = _choice(_req_str(obj, "outcome", where), OUTCOMES, f"{where}.outcome")
     duration = _num(obj, "duration_s", where)
     assert duration is not None
+    profile = obj.get("profile")  # schema 3, optional: absent in older files
+    if profile is not None:
+        if not isinstance(profile, str):
+            raise SchemaError(f"{where}.profile", f"expected a string, got {_type_name(profile)}")
+        _choice(profile, PROFILES, f"{where}.profile")
+    reason = obj.get("profile_reason")
+    if reason is not None and not isinstance(reason, str):
+        raise SchemaError(f"{where}.profile_reason", f"expected a string, got {_type_name(reason)}")
     return TestResult(
         id=test_id,
         family=family,
@@ -398,6 +410,8 @@ def _parse_test(value: object, where: str) -> TestResult:
         message=_str(obj, "message", where, nullable=True) or "",
         diagnostics=_str(obj, "diagnostics", where, nullable=True) or None,
         measurements=_parse_measurements(obj.get("measurements") or {}, f"{where}.measurements"),
+        profile=profile,
+        profile_reason=reason or "",
     )
 
 
@@ -439,6 +453,7 @@ def parse_results(doc: object, *, directory: Path, sha256: str | None = None) ->
     if status != "completed" and not reason.strip():
         reason = f"status {status} without a reason"
     run = _mapping(obj.get("run"))
+    families = _families(obj.get("families"))
     return Cell(
         key=directory.name,
         directory=directory,
@@ -455,4 +470,17 @@ def parse_results(doc: object, *, directory: Path, sha256: str | None = None) ->
         partial=run.get("partial") is True,
         selection=str(run.get("selection") or ""),
         performance=_mapping(obj.get("performance")) or None,
+        families=families,
     )
+
+
+def _families(value: object) -> dict[str, str] | None:
+    """``families`` (schema 3, optional): the suite's families and their default profiles."""
+    if value is None:
+        return None
+    obj = _obj(value, "families")
+    for name, profile in obj.items():
+        if not isinstance(profile, str):
+            raise SchemaError(f"families.{name}", f"expected a string, got {_type_name(profile)}")
+        _choice(profile, PROFILES, f"families.{name}")
+    return dict(obj)

@@ -12,11 +12,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fixtures import families as _families
 from fixtures import spec as _spec
 
-#: The families, in the order every report shows them, the proxy modes and the CNIs: one
-#: source, :mod:`fixtures.spec` (pure constants, no cluster access), named here for reports.
-FAMILIES: tuple[str, ...] = _spec.FAMILIES
+#: The families, in the order every report shows them, with their default profiles: one
+#: source, the registry :mod:`fixtures.families` (standard library only, no cluster access),
+#: named here for reports.  Also the proxy modes and the CNIs, from :mod:`fixtures.spec`.
+FAMILIES: tuple[str, ...] = _families.FAMILIES
+CORE_FAMILIES: tuple[str, ...] = _families.CORE_FAMILIES
+EXTENDED_FAMILIES: tuple[str, ...] = _families.EXTENDED_FAMILIES
+DEFAULT_PROFILES: Mapping[str, str] = _families.DEFAULT_PROFILES
+#: The profile names a test can have (``tests[].profile``).
+CORE: str = _families.CORE
+EXTENDED: str = _families.EXTENDED
 PROXY_MODES: tuple[str, ...] = _spec.PROXY_MODES
 CNIS: tuple[str, ...] = _spec.CNIS
 
@@ -64,6 +72,10 @@ class TestResult:
     message: str
     diagnostics: str | None  # relative path of the failure bundle, or None
     measurements: tuple[Measurement, ...] = ()
+    #: ``tests[].profile`` as the suite declared it ("core"/"extended"); None in files
+    #: written before it was recorded (then :mod:`reports.legacy_profiles` classifies)
+    profile: str | None = None
+    profile_reason: str = ""
 
     @property
     def name(self) -> str:
@@ -141,6 +153,9 @@ class Cell:
     reruns: tuple[Rerun, ...] = ()
     #: results.json ``performance`` (schema 3): the budget verdict, never the conformance one.
     performance: Mapping[str, Any] | None = None
+    #: results.json ``families`` (schema 3): family → default profile of the suite that ran;
+    #: None when the file does not say.
+    families: Mapping[str, str] | None = None
 
     @property
     def results_path(self) -> Path:

@@ -1,6 +1,7 @@
 """``summary.json``: the machine-readable verdict, and checking it against the results later.
 
-The format is ``reports/schema/summary.schema.json`` (version :data:`SCHEMA_VERSION`).
+The format is ``reports/schema/summary.schema.json`` (version :data:`SCHEMA_VERSION`), with the
+families of ``fixtures/families.py`` filled in by :func:`schema`.
 
 Checksums: each cell records ``results_sha256``, the SHA-256 of its ``results.json`` bytes
 (``null`` when the cell had no readable file).  The top-level ``results_sha256`` is the
@@ -23,11 +24,22 @@ from typing import Any
 from reports.analysis import cell_verdict, families_of, family_stats, measurements, profile_of
 from reports.errors import ReportError
 from reports.load import discover
-from reports.model import RESULTS_FILE, Cell
+from reports.model import FAMILIES, RESULTS_FILE, Cell
 from reports.vendor import VendorInfo
 
 SCHEMA_VERSION = 1
 SCHEMA_PATH = Path(__file__).parent / "schema" / "summary.schema.json"
+
+
+def schema() -> dict[str, Any]:
+    """``summary.schema.json`` completed from the family registry: ``families`` starts with
+    the registry's in order, and every cell has an entry for each (the file names none)."""
+    doc: dict[str, Any] = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    top = doc["properties"]["families"]
+    top["prefixItems"] = [{"const": f} for f in FAMILIES]
+    top["minItems"] = len(FAMILIES)
+    doc["$defs"]["cell"]["properties"]["families"]["required"] = list(FAMILIES)
+    return doc
 
 
 def digest_lines(digests: Mapping[str, str | None]) -> str:

@@ -229,6 +229,7 @@ class FromBackend:
         return f"{self.obs.summary()}{extra}"
 
 
+@pytest.mark.affinity  # its Service is the shared one of this module
 def test_session_affinity_client_ip_sends_each_client_to_one_backend(shared):
     svc = shared.service("sticky")
     shared.wait_ready_endpoints(name="sticky", count=3)
@@ -346,6 +347,7 @@ def test_a_pod_reaches_itself_through_its_own_service_hairpin(single, cluster_fa
     )
 
 
+@pytest.mark.extended(reason="internalTrafficPolicy is an optional routing optimisation")
 def test_internal_traffic_policy_local_answers_only_from_nodes_with_a_local_endpoint(single):
     j = single
     pod = only_backend(j, "local")
@@ -416,6 +418,9 @@ def test_changing_the_type_to_node_port_and_back_adds_then_removes_the_node_port
                              host_reach=host_reach)
 
 
+@pytest.mark.extended(reason="one UDP socket kept across a backend replacement: kube-proxy flushes the "
+                      "stale conntrack entry, a socket-level load balancer (Cilium's) destroys the socket "
+                      "instead; upstream e2e's conntrack check uses a new socket per try")
 def test_udp_traffic_on_one_socket_recovers_when_the_only_backend_is_replaced(
     single, kube, cluster_facts, record_measurement
 ):

@@ -42,6 +42,9 @@ from fixtures.providers.kind import KindProvider
 from fixtures.timeouts import KUBE_PROXY_SERVICE_SYNC_TIMEOUT, LOAD_BALANCER_TIMEOUT
 from images import catalog, paths
 
+#: Extended as a family: type LoadBalancer needs a load-balancer implementation (fixtures/families.py).
+pytestmark = pytest.mark.loadbalancer
+
 CLUSTER_SERVICE = "lb"
 LOCAL_SERVICE = "lb-local"
 HTTP_PORT = 80
@@ -164,7 +167,6 @@ def ready_backends(jig: ServiceJig, service: str) -> dict[str, str]:
 # ----------------------------------------------------------------------------- provisioning
 
 
-@pytest.mark.nodeport
 def test_load_balancer_is_provisioned_with_an_ingress_ip_in_proxy_mode(lbs, load_balancer):
     ccm, cluster_name = load_balancer
     for service in (CLUSTER_SERVICE, LOCAL_SERVICE):
@@ -216,7 +218,6 @@ def every_backend_answers(replies, backends) -> list[str]:
     return problems
 
 
-@pytest.mark.nodeport
 def test_tcp_through_the_load_balancer_reaches_every_backend(lbs, load_balancer):
     j = lbs.cluster
     ing = wait_ingress(j, CLUSTER_SERVICE, load_balancer[0])
@@ -226,7 +227,6 @@ def test_tcp_through_the_load_balancer_reaches_every_backend(lbs, load_balancer)
          want=every_backend_answers, reproduce=f"curl http://{ing.ip}:{HTTP_PORT}/hostname")
 
 
-@pytest.mark.nodeport
 def test_udp_through_the_load_balancer_reaches_every_backend(lbs, load_balancer):
     j = lbs.cluster
     ing = wait_ingress(j, CLUSTER_SERVICE, load_balancer[0])
@@ -249,7 +249,6 @@ def local_policy(ing_ip: str):
     return want
 
 
-@pytest.mark.etp
 def test_local_policy_load_balancer_uses_only_nodes_with_endpoints_and_keeps_the_source(lbs, load_balancer):
     """Every request succeeds only if the health-check node port told the load balancer the
     truth: a worker without a local endpoint drops ``Local`` traffic."""
@@ -262,7 +261,6 @@ def test_local_policy_load_balancer_uses_only_nodes_with_endpoints_and_keeps_the
          want=local_policy(ing.ip), reproduce=f"curl http://{ing.ip}:{HTTP_PORT}/clientip")
 
 
-@pytest.mark.etp
 def test_pods_reach_a_proxy_mode_load_balancer_ip_through_the_load_balancer(lbs, load_balancer):
     """``ipMode: Proxy``: the Service proxy must leave the load-balancer IP alone, so a pod's
     request really goes through the load balancer, and the ``Local`` backend sees the load
@@ -296,7 +294,6 @@ def test_pods_reach_a_proxy_mode_load_balancer_ip_through_the_load_balancer(lbs,
 # ----------------------------------------------------------------------------- lifecycle
 
 
-@pytest.mark.nodeport
 def test_type_and_port_changes_reprovision_and_release_the_load_balancer(load_balancer, jig):
     """Upstream e2e "should be able to change the type and ports of a TCP service": ClusterIP →
     LoadBalancer (provisioned, answers), port 80 → 8080 (the new port answers, the old does
@@ -337,7 +334,6 @@ def test_type_and_port_changes_reprovision_and_release_the_load_balancer(load_ba
                what=f"load balancer of {j.namespace}/lbtype released")
 
 
-@pytest.mark.nodeport
 def test_load_balancer_source_ranges_admit_only_the_listed_clients(load_balancer, jig):
     """Upstream e2e "should only allow access from service loadbalancer source ranges", from
     this machine: listed, it is served; the ranges changed to exclude it, it is not; listed
@@ -368,7 +364,6 @@ def nobody_answers(replies, backends) -> list[str]:
     return [f"{len(served)} of {len(replies)} attempts were served from outside the source ranges"]
 
 
-@pytest.mark.nodeport
 def test_load_balancer_without_node_ports_allocates_them_when_switched_on(load_balancer, jig):
     """Upstream e2e "should be able to create LoadBalancer Service without NodePort and change
     it": with ``allocateLoadBalancerNodePorts: false`` no port has a nodePort (and this

@@ -232,6 +232,8 @@ def proxy_name_of(jig: ServiceJig, service: str) -> str | None:
     return (jig.service_object(service)["metadata"].get("labels") or {}).get(PROXY_NAME_LABEL)
 
 
+@pytest.mark.extended(reason="service.kubernetes.io/service-proxy-name: upstream e2e's check is not "
+                      "Conformance, and a replacement may be configured to serve that proxy name itself")
 def test_a_service_labelled_for_another_proxy_is_ignored_until_the_label_is_removed(features):
     stays, why = hostnet.untranslated_traffic_stays_here()
     if not stays:
@@ -283,6 +285,7 @@ def host_routes(features, cluster_facts) -> Iterator[hostnet.HostRoutes]:
         yield routes
 
 
+@pytest.mark.extended(reason="spec.externalIPs is discouraged and often blocked by admission policy")
 def test_external_ips_reach_the_backends_from_pods_nodes_and_this_machine(
     features, host_routes, cluster_facts
 ):
@@ -325,6 +328,8 @@ def test_external_ips_reach_the_backends_from_pods_nodes_and_this_machine(
 # --------------------------------------------------------------------------- client IP
 
 
+@pytest.mark.extended(reason="every kube-proxy mode and most CNIs keep the client pod's IP, but upstream "
+                      "e2e checks it outside Conformance: a proxy may SNAT ClusterIP traffic")
 def test_backends_see_the_client_pod_ip_through_the_cluster_ip(features):
     j = features.jig
     ready_names(j, RELEASE)

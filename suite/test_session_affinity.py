@@ -9,10 +9,8 @@ with three Services on the same backends, each used by one check:
 * ``switch``: ClusterIP, starts with ``sessionAffinity: None``; the check flips it;
 * ``sticky-np``: NodePort, ``sessionAffinity: ClientIP`` (default timeout, 3 h).
 
-Markers are per check (``clusterip`` for the ClusterIP ones, ``nodeport`` for the NodePort
-one); the shared namespace is a ``clusterip`` one.  The timeout check is Extended (reports'
-``session-affinity-timeout`` rule: timeoutSeconds is not in upstream Conformance); the
-other two are upstream Conformance behaviours, Core.
+All three are the ``affinity`` family (Core by default: ClientIP affinity is upstream
+Conformance); the timeout check is Extended, as its marker says (timeoutSeconds is not).
 """
 
 from __future__ import annotations
@@ -38,6 +36,8 @@ from fixtures.timeouts import (
     SESSION_AFFINITY_IDLE,
     SESSION_AFFINITY_TIMEOUT,
 )
+
+pytestmark = pytest.mark.affinity
 
 RELEASE = "aff"
 BACKENDS = 3
@@ -92,7 +92,7 @@ def affinity(module_namespace, kube, cluster_facts) -> ServiceJig:
     return ServiceJig.install(
         kube,
         cluster_facts,
-        module_namespace("clusterip"),
+        module_namespace(),
         name=RELEASE,
         backends=BACKENDS,
         tweak=tweaks(("extraServices", extra_services())),
@@ -154,7 +154,8 @@ def spread_check(jig: ServiceJig, service: str, title: str) -> Callable[[], tupl
     return backends_check(title, jig.clients(), svc.cluster_ip, 80, expected=expected, columns=names)
 
 
-@pytest.mark.clusterip
+@pytest.mark.extended(reason="sessionAffinityConfig.clientIP.timeoutSeconds is optional: not in upstream "
+                      "Conformance (basic ClientIP affinity is)")
 def test_session_affinity_timeout_keeps_a_client_within_it_and_releases_it_after_idling(affinity):
     j = affinity
     ready = ready_names(j, "timeout")
@@ -232,7 +233,6 @@ def test_session_affinity_timeout_keeps_a_client_within_it_and_releases_it_after
     )
 
 
-@pytest.mark.clusterip
 def test_switching_session_affinity_on_a_live_service_makes_it_sticky_then_spreads_it_again(affinity):
     j = affinity
     ready = ready_names(j, "switch")
@@ -268,7 +268,6 @@ def test_switching_session_affinity_on_a_live_service_makes_it_sticky_then_sprea
     )
 
 
-@pytest.mark.nodeport
 def test_client_ip_affinity_on_a_node_port_keeps_an_outside_client_on_one_backend_per_node(
         affinity, node_vantages, host_reach):
     j = affinity

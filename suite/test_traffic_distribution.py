@@ -1,4 +1,4 @@
-"""clusterip: ``spec.trafficDistribution`` keeps traffic on the client's node or zone, and
+"""topology: ``spec.trafficDistribution`` keeps traffic on the client's node or zone, and
 falls back to every endpoint when the preferred ones are absent.
 
 The kind nodes are labelled ``topology.kubernetes.io/zone`` (fixtures.kindconfig: the first
@@ -34,7 +34,8 @@ from fixtures.poll import wait_until
 from fixtures.servicetraffic import backends_by_client
 from fixtures.timeouts import ENDPOINTS_TIMEOUT, KUBE_PROXY_ENDPOINT_LAG_TIMEOUT
 
-pytestmark = pytest.mark.clusterip
+#: Extended as a family: trafficDistribution is a hint an implementation may ignore.
+pytestmark = pytest.mark.topology
 
 HTTP = {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}
 #: Service name per distribution (the jig's own Service has none: the control column).

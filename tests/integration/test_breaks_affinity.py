@@ -40,7 +40,7 @@ SELECT = " or ".join((TIMEOUT_TEST, SWITCH_TEST, NODE_PORT_TEST))
 
 
 def flip_client_ip_to_none(run_id: str):  # type: ignore[no-untyped-def]
-    prefix = f"svcc-clusterip-{run_id}-"
+    prefix = f"svcc-affinity-{run_id}-"
 
     def act(kubectl: Kubectl) -> list[str]:
         done = []
@@ -59,7 +59,7 @@ def test_session_affinity_checks_fail_naming_the_client_when_affinity_is_flipped
     kubectl = shared_kubectl()
     run_id = f"brkaff{uuid.uuid4().hex[:6]}"
     results_dir = tmp_path / "results"
-    argv = family_argv("clusterip or nodeport", results_dir, select=["-k", SELECT],
+    argv = family_argv("affinity", results_dir, select=["-k", SELECT],
                        cell_args=(f"--kubeconfig={kubectl.kubeconfig}",))
     env = {**os.environ, "SVCCONFORM_RUN_ID": run_id}
     with Saboteur(kubectl, flip_client_ip_to_none(run_id)) as actor:
@@ -87,7 +87,7 @@ def test_session_affinity_checks_fail_naming_the_client_when_affinity_is_flipped
 
 
 def lengthen_the_timeout(run_id: str):  # type: ignore[no-untyped-def]
-    prefix = f"svcc-clusterip-{run_id}-"
+    prefix = f"svcc-affinity-{run_id}-"
 
     def act(kubectl: Kubectl) -> list[str]:
         done = []
@@ -113,7 +113,7 @@ def test_the_affinity_timeout_check_fails_when_the_timeout_is_lengthened_behind_
     kubectl = shared_kubectl()
     run_id = f"brkaft{uuid.uuid4().hex[:6]}"
     results_dir = tmp_path / "results"
-    argv = family_argv("clusterip", results_dir, select=["-k", TIMEOUT_TEST],
+    argv = family_argv("affinity", results_dir, select=["-k", TIMEOUT_TEST],
                        cell_args=(f"--kubeconfig={kubectl.kubeconfig}",))
     env = {**os.environ, "SVCCONFORM_RUN_ID": run_id}
     with Saboteur(kubectl, lengthen_the_timeout(run_id)) as actor:

@@ -68,7 +68,7 @@ def mislead(kubectl: Kubectl) -> list[str]:
 def test_load_balancer_checks_fail_with_tables_when_the_service_proxy_is_misled(tmp_path: Path) -> None:
     kubectl = shared_kubectl()
     results_dir = tmp_path / "results"
-    argv = family_argv("nodeport or etp", results_dir, select=("-k", "test_loadbalancer"))
+    argv = family_argv("loadbalancer", results_dir)
     with Saboteur(kubectl, mislead) as actor:
         proc = run_suite(argv, timeout=FAMILY_RUN_TIMEOUT_S)
     acts = " ".join(actor.actions)

@@ -39,7 +39,7 @@ DISTRIBUTIONS = ("PreferClose", "PreferSameZone", "PreferSameNode")
 def drop_traffic_distribution(kubectl: Kubectl) -> list[str]:
     done = []
     for svc in kubectl.items("services", "-A", "-l", "app.kubernetes.io/created-by=svcconform"):
-        if in_family(svc, "clusterip") and svc["spec"].get("trafficDistribution"):
+        if in_family(svc, "topology") and svc["spec"].get("trafficDistribution"):
             ns, name = svc["metadata"]["namespace"], svc["metadata"]["name"]
             kubectl("-n", ns, "patch", "service", name, "--type=json",
                     "-p", json.dumps([{"op": "remove", "path": "/spec/trafficDistribution"}]))
@@ -50,7 +50,7 @@ def drop_traffic_distribution(kubectl: Kubectl) -> list[str]:
 def test_traffic_distribution_checks_fail_with_tables_when_the_field_is_dropped(tmp_path: Path) -> None:
     kubectl = shared_kubectl()
     results_dir = tmp_path / "results"
-    argv = family_argv("clusterip", results_dir, select=("-k", "test_traffic_distribution"))
+    argv = family_argv("topology", results_dir)
     with Saboteur(kubectl, drop_traffic_distribution) as actor:
         proc = run_suite(argv, timeout=FAMILY_RUN_TIMEOUT_S)
     assert actor.actions, f"the actor never changed a Service (errors: {actor.errors[-3:]}); the break did not happen"

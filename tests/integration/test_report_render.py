@@ -19,12 +19,12 @@ from pathlib import Path
 
 import pytest
 
+from fixtures.families import FAMILIES
 from reports.cli import main
 
 REPO = Path(__file__).parents[2]
 SAMPLES = REPO / "tests" / "unit" / "data" / "results"
 CELLS = ("iptables-kindnet", "iptables-cilium", "nftables-kindnet", "nftables-flannel", "ipvs-kindnet")
-FAMILIES = ("dns", "env", "clusterip", "nodeport", "etp", "selectorless", "convergence", "properties")
 WINDOW = "1400,2000"
 #: A cold Chromium start on a busy 2-core machine takes a few seconds; a page this size renders
 #: in well under one.  Generous, so a loaded CI machine does not flake.

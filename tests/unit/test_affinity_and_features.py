@@ -1,9 +1,10 @@
 """Offline: session-affinity expiry and client-IP judgements, the client-IP loop (its parser
-and its shell, run with a stand-in curl), unused kind addresses and host routes, and how the
-reports classify the new checks."""
+and its shell, run with a stand-in curl), unused kind addresses and host routes, and the
+profiles of the new checks (declared by the suite; the legacy rules read old files alike)."""
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
@@ -16,7 +17,7 @@ from fixtures.errors import SvcconformError
 from fixtures.expectations.clusterip import affinity_expiry_problem, saw_client_ip
 from fixtures.observations import ErrorKind, ExecResult
 from fixtures.probes.clientip import clientip_argv, parse_clientip_loop
-from reports.profiles import CORE, EXTENDED, classify
+from reports.legacy_profiles import classify as legacy_classify
 
 # --------------------------------------------------------------------------- affinity expiry
 
@@ -234,47 +235,51 @@ def test_host_routes_need_root(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.parametrize(
-    ("test_id", "family", "profile"),
+    ("test_id", "family", "profile"),  # family: the one old results files record
     [
         (
             "suite/test_session_affinity.py::test_session_affinity_timeout_keeps_a_client_within_it_and_releases_it_after_idling",
             "clusterip",
-            EXTENDED,
+            "extended",
         ),
         (
             "suite/test_session_affinity.py::test_switching_session_affinity_on_a_live_service_makes_it_sticky_then_spreads_it_again",
             "clusterip",
-            CORE,
+            "core",
         ),
         (
             "suite/test_session_affinity.py::test_client_ip_affinity_on_a_node_port_keeps_an_outside_client_on_one_backend_per_node",
             "nodeport",
-            CORE,
+            "core",
         ),
         (
             "suite/test_service_features.py::test_one_port_number_over_tcp_and_udp_reaches_the_backends_on_both_protocols",
             "clusterip",
-            CORE,
+            "core",
         ),
         (
             "suite/test_service_features.py::test_a_service_labelled_for_another_proxy_is_ignored_until_the_label_is_removed",
             "clusterip",
-            EXTENDED,
+            "extended",
         ),
         (
             "suite/test_service_features.py::test_external_ips_reach_the_backends_from_pods_nodes_and_this_machine",
             "clusterip",
-            EXTENDED,
+            "extended",
         ),
         (
             "suite/test_service_features.py::test_backends_see_the_client_pod_ip_through_the_cluster_ip",
             "clusterip",
-            EXTENDED,
+            "extended",
         ),
     ],
 )
 def test_the_new_checks_are_classified(test_id: str, family: str, profile: str) -> None:
-    assert classify(test_id, family).profile == profile
+    """As the suite declares them (the snapshot, itself checked against the collected suite by
+    test_profiles_snapshot.py), and as the legacy rules read them under their old families."""
+    declared = json.loads((Path(__file__).parent / "data" / "profiles_snapshot.json").read_text())["profiles"]
+    assert declared[test_id] == profile
+    assert legacy_classify(test_id, family)[0] == profile
 
 
 def test_the_classified_ids_are_the_suites_tests() -> None:

@@ -12,8 +12,9 @@ import pytest
 from framework_fakes import FakeKube, FakeProvider, write_kubeconfig
 
 import fixtures.providers
+from fixtures.families import DEFAULT_PROFILES, FAMILIES
 from fixtures.results import validate
-from fixtures.spec import FAMILIES, ClusterSpec
+from fixtures.spec import ClusterSpec
 
 pytest_plugins = ["pytester"]
 
@@ -120,6 +121,9 @@ def test_a_completed_cell(pytester: pytest.Pytester, cell: dict[str, Any]) -> No
     assert tests["test_dns_family_marker_wins"]["message"] == "no DNS today"
     assert tests["test_known_bug"]["message"] == "xfail: known kube-proxy bug"
     assert tests["test_reaches_the_service"]["family"] == "clusterip"
+    assert tests["test_reaches_the_service"]["profile"] == "core"
+    assert doc["families"] == DEFAULT_PROFILES  # the registry this run had
+    assert tests["test_reaches_the_service"]["profile_reason"].startswith("clusterip: ")
     assert tests["test_setup_error"]["message"] == "RuntimeError: fixture exploded"
     measurement = tests["test_reaches_the_service"]["measurements"]["endpoint_add"]
     assert (measurement["p50"], measurement["max"], measurement["unit"]) == (1.0, 1.5, "s")
@@ -201,6 +205,127 @@ def test_collect_only_lists_a_family_and_writes_nothing(pytester: pytest.Pyteste
     assert cell["providers"][0].events == []
 
 
+PROFILED_SUITE = {
+    "test_plain.py": '''
+import pytest
+
+pytestmark = pytest.mark.clusterip
+
+def test_core_by_family():
+    pass
+
+@pytest.mark.extended(reason="an optional feature")
+def test_declared_extended():
+    pass
+''',
+    "test_measured.py": '''
+import pytest
+
+pytestmark = pytest.mark.convergence
+
+def test_extended_by_family():
+    pass
+
+@pytest.mark.core(reason="promised after all")
+def test_declared_core():
+    pass
+''',
+}
+
+
+def test_declared_profiles_are_recorded_and_select_with_m(pytester: pytest.Pytester, cell: dict[str, Any]) -> None:
+    (pytester.path / "suite" / "test_cell.py").unlink()
+    for name, text in PROFILED_SUITE.items():
+        (pytester.path / "suite" / name).write_text(text)
+    result = pytester.runpytest_inprocess(*NO_KIND_PLUGIN, "suite")
+    assert result.ret == pytest.ExitCode.OK
+    tests = by_name(results_of(pytester))
+    assert {n: (t["profile"], t["profile_reason"]) for n, t in tests.items()} == {
+        "test_core_by_family": ("core", "clusterip: a ClusterIP reaches the Service's ready endpoints from every node"),
+        "test_declared_extended": ("extended", "an optional feature"),
+        "test_extended_by_family": ("extended", "convergence: convergence ceilings are service-level "
+                                                "expectations, not API promises"),
+        "test_declared_core": ("core", "promised after all"),
+    }
+    # every check carries its resolved profile as a marker, so -m selects by profile
+    extended = pytester.runpytest_inprocess(*NO_KIND_PLUGIN, "--collect-only", "-q", "-m", "extended", "suite")
+    extended.stdout.fnmatch_lines(["suite/test_measured.py::test_extended_by_family",
+                                   "suite/test_plain.py::test_declared_extended", "*2/4 tests collected*"])
+    core = pytester.runpytest_inprocess(*NO_KIND_PLUGIN, "--collect-only", "-q", "-m", "not extended", "suite")
+    core.stdout.fnmatch_lines(["suite/test_measured.py::test_declared_core",
+                               "suite/test_plain.py::test_core_by_family", "*2/4 tests collected*"])
+
+
+BAD_MARKERS = '''
+import pytest
+
+def test_without_family():
+    pass
+
+@pytest.mark.dns
+@pytest.mark.extended
+def test_extended_without_reason():
+    pass
+
+@pytest.mark.dns
+@pytest.mark.extended("positional")
+def test_extended_with_a_positional_reason():
+    pass
+
+@pytest.mark.dns
+@pytest.mark.extended(reason="  ")
+def test_extended_with_a_blank_reason():
+    pass
+
+@pytest.mark.convergence
+@pytest.mark.extended(reason="it is")
+def test_extended_in_an_extended_family():
+    pass
+
+@pytest.mark.dns
+@pytest.mark.core(reason="x")
+@pytest.mark.extended(reason="y")
+def test_both():
+    pass
+
+@pytest.mark.dns
+def test_fine():
+    pass
+'''
+
+
+@pytest.mark.parametrize("args", [["--collect-only", "-q"], ["-k", "test_fine"]])
+def test_bad_markers_are_a_usage_error_naming_each_check(pytester: pytest.Pytester, cell: dict[str, Any],
+                                                        args: list[str]) -> None:
+    (pytester.path / "suite" / "test_cell.py").write_text(BAD_MARKERS)
+    result = pytester.runpytest_inprocess(*NO_KIND_PLUGIN, *args, "suite")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([
+        "ERROR: suite checks with bad markers (fixtures/markers.py):",
+        "  suite/test_cell.py::test_without_family: no family marker; mark it * with one of dns, env, *",
+        "  suite/test_cell.py::test_extended_without_reason: @pytest.mark.extended needs a non-empty reason=*",
+        "  suite/test_cell.py::test_extended_with_a_positional_reason: @pytest.mark.extended needs a non-empty*",
+        "  suite/test_cell.py::test_extended_with_a_blank_reason: @pytest.mark.extended needs a non-empty*",
+        "  suite/test_cell.py::test_extended_in_an_extended_family: @pytest.mark.extended repeats its family "
+        "'convergence'*",
+        "  suite/test_cell.py::test_both: marked both core and extended*",
+    ])
+    assert "test_fine" not in result.stderr.str()
+    assert all(p.events == [] for p in cell["providers"])  # refused before any cluster
+
+
+def test_a_cell_run_refused_for_bad_markers_is_an_error_cell(pytester: pytest.Pytester,
+                                                            cell: dict[str, Any]) -> None:
+    (pytester.path / "suite" / "test_cell.py").write_text(BAD_MARKERS)
+    result = pytester.runpytest_inprocess(*NO_KIND_PLUGIN, "suite")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    doc = results_of(pytester)
+    assert (doc["status"], doc["tests"]) == ("error", [])
+    assert doc["reason"].startswith("suite checks with bad markers (fixtures/markers.py): "
+                                    "suite/test_cell.py::test_without_family: no family marker")
+    assert cell["providers"][0].events == []
+
+
 def test_runs_outside_suite_write_no_results(pytester: pytest.Pytester, cell: dict[str, Any]) -> None:
     pytester.makepyfile(test_plain="def test_ok():\n    pass\n")
     result = pytester.runpytest_inprocess(*NO_KIND_PLUGIN, "test_plain.py")
@@ -239,10 +364,10 @@ def test_exactly_the_family_markers_are_registered(pytester: pytest.Pytester, ce
     result = pytester.runpytest_inprocess(*NO_KIND_PLUGIN, "--markers")
     ours = [line.split(":")[0].removeprefix("@pytest.mark.") for line in result.stdout.lines
             if line.startswith("@pytest.mark.") and line.split(":")[0].removeprefix("@pytest.mark.") in FAMILIES]
-    assert sorted(ours) == sorted(FAMILIES)
-    import conftest as root_conftest
-
-    assert set(root_conftest.MARKERS) == set(FAMILIES)
+    assert ours == list(FAMILIES)  # in the registry's order, each with its description
+    result.stdout.fnmatch_lines(["@pytest.mark.dns: Service DNS records*",
+                                 "@pytest.mark.core(reason): this check is Core although*",
+                                 "@pytest.mark.extended(reason): this check is Extended*"])
 
 
 def test_the_kind_plugin_must_be_off(pytester: pytest.Pytester, cell: dict[str, Any],

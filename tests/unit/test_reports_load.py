@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from reports.errors import ReportError
+from reports.legacy_profiles import LEGACY_CORE_FAMILIES
 from reports.load import discover, load_cell, load_cells, parse_results
 from reports.model import FAMILIES
 
@@ -52,7 +53,10 @@ def test_sample_cell_facts_and_tests_are_read() -> None:
     assert cell.info.nodes == 3
     assert cell.info.airgapped is True
     assert dict(cell.timings)["cluster_create_s"] == pytest.approx(70.9)
-    assert {t.family for t in cell.tests} == set(FAMILIES)
+    # the families of the suite when the (schema 1) samples were written, all in the registry
+    assert {t.family for t in cell.tests} == {*LEGACY_CORE_FAMILIES, "convergence", "properties"}
+    assert {t.family for t in cell.tests} <= set(FAMILIES)
+    assert all(t.profile is None for t in cell.tests)  # recorded only since schema 3
     failed = [t for t in cell.tests if t.failed]
     assert len(failed) == 1
     assert failed[0].diagnostics == "diagnostics/test_nodeport_reachable_on_every_node_ip-udp"
@@ -74,10 +78,9 @@ def test_unsupported_cell_keeps_its_reason() -> None:
 def test_samples_match_the_results_plugin_schema() -> None:
     """The hand-written samples follow the writer's own schema (fixtures/results.schema.json)."""
     jsonschema = pytest.importorskip("jsonschema")
-    schema_path = Path(__file__).parents[2] / "fixtures" / "results.schema.json"
-    if not schema_path.exists():
-        pytest.skip(f"{schema_path} not present: nothing to cross-check against")
-    schema = json.loads(schema_path.read_text())
+    from fixtures.results import schema as results_schema
+
+    schema = results_schema()  # the file with the registry's family enum filled in
     for cell in SAMPLE_CELLS:
         jsonschema.validate(_doc(cell), schema)
 
@@ -172,6 +175,11 @@ def _mutate(doc: dict[str, Any], path: str, value: Any) -> None:
         ("tests.20.measurements.endpoint_add_s.unit", KeyError, "missing required key 'unit'"),
         ("timings.suite_s", "long", "timings.suite_s: expected a number"),
         ("hypothesis_seed", [1], "hypothesis_seed: expected an integer, a string or null"),
+        ("tests.0.profile", "optional", "tests[0].profile: 'optional' is not one of core, extended"),
+        ("tests.0.profile", 1, "tests[0].profile: expected a string, got integer"),
+        ("tests.0.profile_reason", ["x"], "tests[0].profile_reason: expected a string, got array"),
+        ("families", ["dns"], "families: expected an object, got array"),
+        ("families", {"dns": "optional"}, "families.dns: 'optional' is not one of core, extended"),
     ],
 )
 def test_schema_violations_name_the_json_path(results: Path, path: str, value: Any, expected: str) -> None:
@@ -203,6 +211,30 @@ def test_optional_nulls_and_extra_cell_facts_are_accepted(tmp_path: Path) -> Non
     assert cell.hypothesis_seed == "abc123"
     assert cell.tests[0].family == "unclassified"
     assert cell.tests[20].measurements[0].p50 is None
+
+
+def test_recorded_profiles_are_read_and_taken_as_is(tmp_path: Path) -> None:
+    """Schema 3 records each test's declared profile: the report uses it, not the name rules,
+    and a family this report's registry does not know still gets its own row."""
+    from reports.analysis import families_of, family_stats, profile_of_test
+
+    doc = _doc()
+    doc["schema_version"] = 3
+    for test in doc["tests"]:
+        test["profile"], test["profile_reason"] = "core", f"{test['family']}: promised"
+    doc["tests"][0].update(profile="extended", profile_reason="declared Extended")
+    doc["tests"][1].update(family="not-a-family")
+    doc["families"] = {"dns": "core", "not-a-family": "extended"}
+    cell = parse_results(doc, directory=tmp_path / "iptables-kindnet")
+    assert cell.families == {"dns": "core", "not-a-family": "extended"}
+    assert parse_results(_doc(), directory=tmp_path / "iptables-kindnet").families is None
+    assert (cell.tests[0].profile, cell.tests[0].profile_reason) == ("extended", "declared Extended")
+    assert profile_of_test(cell.tests[0]) == "extended"
+    # the convergence tests recorded Core: the legacy family rule no longer decides
+    assert {profile_of_test(t) for t in cell.tests if t.family == "convergence"} == {"core"}
+    families = families_of([cell])
+    assert families == (*FAMILIES, "not-a-family")
+    assert family_stats(cell, families)["not-a-family"].core.passed == 1
 
 
 def test_non_completed_cell_without_reason_gets_one(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""reports.profiles and reports.analysis: the Core/Extended table, profiles and verdicts."""
+"""reports.profiles and reports.analysis: declared and legacy Core/Extended, profiles, verdicts."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from reports import profiles
+from reports import legacy_profiles, profiles
 from reports.analysis import (
     cell_verdict,
     family_stats,
@@ -17,34 +17,35 @@ from reports.analysis import (
     percentile,
     profile_of,
 )
+from reports.legacy_profiles import LEGACY_CORE_FAMILIES, classify, normalize_name
 from reports.load import load_cell
 from reports.model import FAMILIES, Cell, CellInfo, Measurement, TestResult
-from reports.profiles import CORE, CORE_FAMILIES, EXTENDED, classify, normalize_name
+from reports.profiles import CORE, CORE_FAMILIES, EXTENDED, classify_test
 
 SAMPLES = Path(__file__).parent / "data" / "results"
 
 
-# --- classification table ----------------------------------------------------------------
+# --- legacy classification table (files without recorded profiles) ----------------------
 
 
 @pytest.mark.parametrize(
     ("test_id", "family", "profile", "rule"),
     [
-        ("suite/test_dns.py::test_service_a_record_resolves_to_cluster_ip", "dns", CORE, "core-family"),
+        ("suite/test_dns.py::test_service_a_record_resolves_to_cluster_ip", "dns", CORE, "family-default"),
         (
             "suite/test_env_discovery.py::test_pod_sees_service_host_and_port_variables",
             "env",
             CORE,
-            "core-family",
+            "family-default",
         ),
         (
             "suite/test_clusterip.py::test_clusterip_reachable_from_every_node[udp]",
             "clusterip",
             CORE,
-            "core-family",
+            "family-default",
         ),
         # basic ClientIP affinity is Core, its timeout Extended
-        ("suite/test_clusterip.py::test_session_affinity_client_ip_sticks", "clusterip", CORE, "core-family"),
+        ("suite/test_clusterip.py::test_session_affinity_client_ip_sticks", "clusterip", CORE, "family-default"),
         (
             "suite/test_clusterip.py::test_session_affinity_timeout_expires",
             "clusterip",
@@ -57,18 +58,18 @@ SAMPLES = Path(__file__).parent / "data" / "results"
             EXTENDED,
             "session-affinity-timeout",
         ),
-        ("suite/test_nodeport.py::test_nodeport_reachable_from_the_host", "nodeport", CORE, "core-family"),
+        ("suite/test_nodeport.py::test_nodeport_reachable_from_the_host", "nodeport", CORE, "family-default"),
         (
             "suite/test_external_traffic_policy.py::test_local_policy_preserves_client_ip",
             "etp",
             CORE,
-            "core-family",
+            "family-default",
         ),
         (
             "suite/test_external_traffic_policy.py::test_cluster_policy_reaches_from_every_node",
             "etp",
             CORE,
-            "core-family",
+            "family-default",
         ),
         (
             "suite/test_external_traffic_policy.py::test_health_check_node_port_answers",
@@ -105,7 +106,7 @@ SAMPLES = Path(__file__).parent / "data" / "results"
             "traffic-distribution",
         ),
         # the same behaviour words in another module do not make a test Extended
-        ("suite/test_clusterip.py::test_traffic_stays_in_the_clients_zone", "clusterip", CORE, "core-family"),
+        ("suite/test_clusterip.py::test_traffic_stays_in_the_clients_zone", "clusterip", CORE, "family-default"),
         ("suite/test_clusterip.py::test_reachable[sctp]", "clusterip", EXTENDED, "sctp"),
         (
             "suite/test_clusterip.py::test_external_ips_route_to_backends",
@@ -119,19 +120,19 @@ SAMPLES = Path(__file__).parent / "data" / "results"
             "suite/test_selectorless.py::test_manual_endpointslice_routes_traffic",
             "selectorless",
             CORE,
-            "core-family",
+            "family-default",
         ),
         (
             "suite/test_convergence.py::test_new_endpoint_reachable_within_ceiling",
             "convergence",
             EXTENDED,
-            "convergence-family",
+            "family-default",
         ),
         (
             "suite/test_properties.py::test_every_backend_reachable",
             "properties",
             EXTENDED,
-            "properties-family",
+            "family-default",
         ),
         ("suite/test_other.py::test_something", "unclassified", EXTENDED, "unknown-family"),
         (
@@ -140,40 +141,54 @@ SAMPLES = Path(__file__).parent / "data" / "results"
             EXTENDED,
             "nodeport-localhost",
         ),
-        ("suite/test_dns.py::test_localhost_is_not_a_service", "dns", CORE, "core-family"),
+        ("suite/test_dns.py::test_localhost_is_not_a_service", "dns", CORE, "family-default"),
         # the file name is not part of the match: only the test's own name is
-        ("suite/test_external_ips.py::test_plain_clusterip", "clusterip", CORE, "core-family"),
+        ("suite/test_external_ips.py::test_plain_clusterip", "clusterip", CORE, "family-default"),
     ],
 )
 def test_classification_table(test_id: str, family: str, profile: str, rule: str) -> None:
-    got = classify(test_id, family)
-    assert (got.profile, got.rule) == (profile, rule)
+    assert classify(test_id, family) == (profile, rule)
+    # a file without recorded profiles is read with these rules
+    assert classify_test(_t(test_id, family)) == profiles.Classification(profile, rule)
 
 
 def test_extended_ids_win_over_the_family(monkeypatch: pytest.MonkeyPatch) -> None:
     test_id = "suite/test_dns.py::test_plain_lookup"
-    assert classify(test_id, "dns").profile == CORE
-    monkeypatch.setattr(profiles, "EXTENDED_IDS", frozenset({test_id}))
-    assert classify(test_id, "dns") == profiles.Classification(EXTENDED, "extended-id")
-    assert classify(test_id + "[ipv6]", "dns").profile == EXTENDED  # parameters stripped
+    assert classify(test_id, "dns")[0] == CORE
+    monkeypatch.setattr(legacy_profiles, "EXTENDED_IDS", frozenset({test_id}))
+    assert classify(test_id, "dns") == (EXTENDED, "extended-id")
+    assert classify(test_id + "[ipv6]", "dns")[0] == EXTENDED  # parameters stripped
 
 
 def test_every_listed_extended_id_is_a_suite_node_id() -> None:
-    for test_id in profiles.EXTENDED_IDS:
+    for test_id in legacy_profiles.EXTENDED_IDS:
         assert test_id.startswith("suite/test_")
         assert "::test_" in test_id
         assert "[" not in test_id, "list ids without parameters"
 
 
-def test_the_table_covers_every_family_and_ends_with_a_catch_all() -> None:
+def test_the_registry_splits_every_family_and_the_legacy_rules_say_why() -> None:
     assert set(CORE_FAMILIES) | set(profiles.EXTENDED_FAMILIES) == set(FAMILIES)
     assert not set(CORE_FAMILIES) & set(profiles.EXTENDED_FAMILIES)
-    last = profiles.RULES[-1]
-    assert not last.keywords
-    assert not last.families
-    assert last.profile == EXTENDED
-    assert all(r.why for r in profiles.RULES)
-    assert len({r.name for r in profiles.RULES}) == len(profiles.RULES)
+    assert set(LEGACY_CORE_FAMILIES) <= set(CORE_FAMILIES)  # old files' families keep their names
+    assert all(r.why and r.profile == EXTENDED for r in legacy_profiles.RULES)
+    assert len({r.name for r in legacy_profiles.RULES}) == len(legacy_profiles.RULES)
+
+
+def test_a_recorded_profile_is_taken_as_is() -> None:
+    """The suite declares profiles; the name rules only read files that record none."""
+    test = _t("suite/test_clusterip.py::test_sctp_load_balancer_extended", "clusterip")
+    assert classify_test(test).profile == EXTENDED  # legacy: three keywords say so
+    declared = replace(test, profile=CORE, profile_reason="promised")
+    assert classify_test(declared) == profiles.Classification(CORE, "declared", "promised")
+    plain = _t("suite/test_dns.py::test_lookup", "dns")
+    assert classify_test(replace(plain, profile=EXTENDED)).profile == EXTENDED
+
+
+def test_a_family_the_registry_does_not_know_is_extended_unless_recorded() -> None:
+    assert classify_test(_t("suite/test_x.py::test_y", "not-a-family")) == profiles.Classification(
+        EXTENDED, "unknown-family")
+    assert classify_test(_t("suite/test_x.py::test_y", "not-a-family", profile=CORE)).profile == CORE
 
 
 def test_normalize_name_reads_separators_alike() -> None:
@@ -183,14 +198,20 @@ def test_normalize_name_reads_separators_alike() -> None:
 # --- cell profiles -----------------------------------------------------------------------
 
 
-def _t(test_id: str, family: str, outcome: str = "passed") -> TestResult:
+def _t(test_id: str, family: str, outcome: str = "passed", profile: str | None = None) -> TestResult:
     return TestResult(
-        id=test_id, family=family, outcome=outcome, duration_s=1.0, message="", diagnostics=None
+        id=test_id, family=family, outcome=outcome, duration_s=1.0, message="", diagnostics=None,
+        profile=profile,
     )
 
 
 def _core_passes() -> list[TestResult]:
-    return [_t(f"suite/test_{f}.py::test_{f}_works", f) for f in CORE_FAMILIES]
+    """A legacy file's (no recorded profiles): a passed test in each of its Core families."""
+    return [_t(f"suite/test_{f}.py::test_{f}_works", f) for f in LEGACY_CORE_FAMILIES]
+
+
+def _declared(tests: list[TestResult]) -> list[TestResult]:
+    return [replace(t, profile=classify_test(t).profile) for t in tests]
 
 
 EXT = _t("suite/test_convergence.py::test_ceiling", "convergence")
@@ -215,6 +236,33 @@ EXT = _t("suite/test_convergence.py::test_ceiling", "convergence")
 )
 def test_cell_profile(tests: list[TestResult], expected: str) -> None:
     assert profiles.cell_profile("completed", tests) == expected
+
+
+def test_with_recorded_profiles_every_core_family_of_the_registry_needs_a_pass() -> None:
+    """A legacy file needs its old Core families; a file recording profiles the registry's
+    (an added Core family, e.g. affinity, then counts)."""
+    legacy = [*_core_passes(), EXT]
+    assert profiles.cell_profile("completed", legacy) == "extended"
+    assert set(CORE_FAMILIES) - set(LEGACY_CORE_FAMILIES), "the registry has a Core family old files lack"
+    assert profiles.cell_profile("completed", _declared(legacy)) == "none"
+    everything = _declared([*legacy, *(_t(f"suite/test_{f}.py::test_{f}_works", f) for f in CORE_FAMILIES)])
+    assert profiles.cell_profile("completed", everything) == "extended"
+    assert profiles.required_core_families(everything) == CORE_FAMILIES
+    assert profiles.required_core_families([*everything, EXT]) == LEGACY_CORE_FAMILIES  # one unrecorded
+    assert profiles.required_core_families([]) == LEGACY_CORE_FAMILIES
+
+
+def test_a_run_that_recorded_its_families_is_judged_by_them() -> None:
+    """results.json ``families``: a run of a suite without a Core family a newer registry has
+    keeps its profile in the newer report; a Core family it had must still pass."""
+    ran = {**dict.fromkeys(LEGACY_CORE_FAMILIES, CORE), "convergence": EXTENDED}
+    tests = _declared([*_core_passes(), EXT])
+    assert profiles.cell_profile("completed", tests) == "none"  # this registry has more Core families
+    assert profiles.cell_profile("completed", tests, ran) == "extended"
+    assert profiles.cell_profile("completed", tests, {**ran, "hairpin": CORE}) == "none"
+    cell = Cell(key="iptables-kindnet", directory=Path("."), status="completed", reason="", tests=tuple(tests),
+                info=CellInfo(name="iptables-kindnet", proxy_mode="iptables", cni="kindnet"), families=ran)
+    assert profile_of(cell) == "extended"
 
 
 @pytest.mark.parametrize("status", ["unsupported", "error"])
@@ -314,8 +362,9 @@ def test_measurements_use_recorded_percentiles_and_fill_gaps(tmp_path: Path) -> 
     assert (b.p50, b.p90, b.max) == (None, None, None)
 
 
-def test_the_readme_documents_every_rule() -> None:
+def test_the_readme_documents_every_legacy_rule() -> None:
     readme = (Path(__file__).parents[2] / "reports" / "README.md").read_text()
-    documented = re.findall(r"^\| `([a-z-]+)` \| (Core|Extended) \|", readme, re.M)
-    expected = [("extended-id", "Extended")] + [(r.name, r.profile.capitalize()) for r in profiles.RULES]
+    documented = re.findall(r"^\| `([a-z-]+)` \| (Core|Extended|the family's) \|", readme, re.M)
+    expected = ([("extended-id", "Extended")] + [(r.name, r.profile.capitalize()) for r in legacy_profiles.RULES]
+                + [(legacy_profiles.FAMILY_DEFAULT, "the family's"), (legacy_profiles.UNKNOWN_FAMILY, "Extended")])
     assert documented == expected
