@@ -15,7 +15,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 
 from reports.errors import one_line
-from reports.model import JUNIT_FILE, Cell
+from reports.model import Cell
 
 _COUNTS = ("tests", "failures", "errors", "skipped")
 
@@ -56,7 +56,7 @@ def _mark(suite: ET.Element, cell: Cell) -> None:
 
 def cell_suites(cell: Cell) -> tuple[list[ET.Element], str | None]:
     """The cell's suites, renamed; and a warning when its junit.xml could not be used."""
-    path = cell.directory / JUNIT_FILE
+    path = cell.junit_path
     warning: str | None = None
     if path.exists():
         try:

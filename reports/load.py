@@ -148,7 +148,8 @@ def load_cell(directory: Path) -> Cell:
     runs = _partial_runs(directory)
     if not (directory / RESULTS_FILE).exists() and runs:
         latest = _load_file(runs[-1], directory)
-        return dataclasses.replace(latest, reruns=_reruns(runs[:-1], after=None))
+        return dataclasses.replace(latest, reruns=_reruns(runs[:-1], after=None),
+                                   run_directory=runs[-1].parent)
     cell = _load_file(directory / RESULTS_FILE, directory)
     return dataclasses.replace(cell, reruns=_reruns(runs, after=cell.finished))
 

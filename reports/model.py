@@ -156,7 +156,14 @@ class Cell:
     #: results.json ``families`` (schema 3): family → default profile of the suite that ran;
     #: None when the file does not say.
     families: Mapping[str, str] | None = None
+    #: The run's own directory when it is not ``directory``: a cell that has only partial
+    #: runs is shown as its latest, whose files are in ``<cell>/runs/<stamp>/``.
+    run_directory: Path | None = None
 
     @property
     def results_path(self) -> Path:
-        return self.directory / RESULTS_FILE
+        return (self.run_directory or self.directory) / RESULTS_FILE
+
+    @property
+    def junit_path(self) -> Path:
+        return (self.run_directory or self.directory) / JUNIT_FILE

@@ -495,3 +495,21 @@ def test_a_cell_with_only_partial_runs_is_its_latest_one(tmp_path: Path) -> None
     assert cell.key == "iptables-kindnet"
     assert cell.partial
     assert [r.stamp for r in cell.reruns] == ["20260101T000000Z"]
+
+
+def test_the_merged_junit_of_a_cell_with_only_partial_runs_uses_its_latest_run(tmp_path: Path) -> None:
+    import json
+
+    cell_dir = tmp_path / "results" / "iptables-kindnet"
+    doc = json.loads((SAMPLES / "iptables-kindnet" / "results.json").read_text())
+    doc["run"] = {"args": [], "selection": "-m 'dns'", "partial": True, "collected": 3, "deselected": 91,
+                  "suite_commit": "abc", "suite_dirty": False}
+    run = cell_dir / "runs" / "20260102T000000Z"
+    run.mkdir(parents=True)
+    (run / "results.json").write_text(json.dumps(doc))
+    shutil.copy(SAMPLES / "iptables-kindnet" / "junit.xml", run / "junit.xml")
+    (cell,) = load_cells(tmp_path / "results")
+    assert cell.junit_path == run / "junit.xml"
+    xml, warnings = merge_junit([cell])
+    assert warnings == []
+    assert b"<testcase" in xml
