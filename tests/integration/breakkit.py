@@ -66,9 +66,12 @@ def shared_cluster_env() -> dict[str, str]:
 
 def cell_results(results_dir: Path, argv: Sequence[str],
                  proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
-    """The run's ``<results_dir>/iptables-kindnet/results.json``; fails the test, with the
+    """The run's results.json: ``<results_dir>/iptables-kindnet/results.json``, or for a
+    partial run (``-m <family>``, as break tests run) the latest
+    ``<results_dir>/iptables-kindnet/runs/<stamp>/results.json``; fails the test, with the
     run's output, when the run wrote none."""
-    results_file = results_dir / CELL / "results.json"
+    runs = sorted((results_dir / CELL / "runs").glob("*/results.json"))
+    results_file = runs[-1] if runs else results_dir / CELL / "results.json"
     assert results_file.is_file(), (
         f"no results.json from {' '.join(argv)}:\n{proc.stdout[-3000:]}{proc.stderr[-2000:]}")
     return dict(json.loads(results_file.read_text()))
@@ -78,7 +81,7 @@ def only_results(results_dir: Path, argv: Sequence[str],
                  proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     """The one ``<results_dir>/*/results.json`` the run wrote (whatever its cell); fails the
     test, with the run's output, unless there is exactly one."""
-    files = list(results_dir.glob("*/results.json"))
+    files = [*results_dir.glob("*/results.json"), *results_dir.glob("*/runs/*/results.json")]
     assert len(files) == 1, f"expected one results.json from {' '.join(argv)}:\n{proc.stdout[-3000:]}"
     return dict(json.loads(files[0].read_text()))
 
