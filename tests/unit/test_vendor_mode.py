@@ -4,13 +4,12 @@ Security levels, admission refusals and what an existing cluster is detected to 
 from __future__ import annotations
 
 import socket
-import sys
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from fixtures import outside, podsecurity, preflight
+from fixtures import options, outside, podsecurity, preflight
 from fixtures.errors import SvcconformError, admission_refusal
 from fixtures.observations import ExecResult
 from fixtures.probes import Vantage
@@ -47,41 +46,26 @@ def _options(**kw: Any) -> SimpleNamespace:
     return SimpleNamespace(**base)
 
 
-def test_image_options_and_the_environment(root_conftest: Any) -> None:
+def test_image_options_and_the_environment() -> None:
     from fixtures.spec import InvalidSpec
 
-    images = root_conftest.suite_images_from_options(_options(), {"SVCCONFORM_IMAGE_REGISTRY": "env.io"})
+    images = options.suite_images_from_options(_options(), {"SVCCONFORM_IMAGE_REGISTRY": "env.io"})
     assert images["client"] == "env.io/svcconform/client:1"
-    images = root_conftest.suite_images_from_options(
+    images = options.suite_images_from_options(
         _options(svcc_image_registry="opt.io", svcc_images=["agnhost=a/b:1"]), {"SVCCONFORM_IMAGE_REGISTRY": "env.io"})
     assert images == {"agnhost": "a/b:1", "client": "opt.io/svcconform/client:1"}
     for bad in (["client"], ["pause=x:1"], ["client="]):
         with pytest.raises(InvalidSpec, match="--image"):
-            root_conftest.suite_images_from_options(_options(svcc_images=bad), {})
+            options.suite_images_from_options(_options(svcc_images=bad), {})
     with pytest.raises(InvalidSpec, match="--image-registry"):
-        root_conftest.suite_images_from_options(_options(svcc_image_registry="a b"), {})
+        options.suite_images_from_options(_options(svcc_image_registry="a b"), {})
 
 
-def test_kind_only_options_contradict_an_existing_cluster(root_conftest: Any) -> None:
-    assert root_conftest.kind_only_conflicts(_options(svcc_nodes="4")) == []  # a kind cell: fine
-    got = root_conftest.kind_only_conflicts(_options(svcc_kubeconfig="/kc", svcc_nodes="4", svcc_keep_cluster=True,
-                                                     svcc_ip_family="ipv6", svcc_k8s_version="v1.33.0"))
+def test_kind_only_options_contradict_an_existing_cluster() -> None:
+    assert options.kind_only_conflicts(_options(svcc_nodes="4")) == []  # a kind cell: fine
+    got = options.kind_only_conflicts(_options(svcc_kubeconfig="/kc", svcc_nodes="4", svcc_keep_cluster=True,
+                                               svcc_ip_family="ipv6", svcc_k8s_version="v1.33.0"))
     assert got == ["--nodes", "--ip-family", "--k8s-version", "--keep-cluster"]
-
-
-@pytest.fixture
-def root_conftest() -> Any:
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[2] / "conftest.py"
-    spec = importlib.util.spec_from_file_location("svcc_root_conftest", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while it executes
-    spec.loader.exec_module(module)
-    return module
 
 
 # --------------------------------------------------------------------------- preflight
