@@ -9,7 +9,6 @@ Checks that change or pin their Service get their own.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -23,7 +22,12 @@ from fixtures.expectations.clusterip import (
 )
 from fixtures.expectations.model import Service, TrafficPolicy
 from fixtures.expectations.ranges import cluster_ip_problems
-from fixtures.expectations.traffic import clusterip_backends, nodeport_answering_nodes, rejection_problem
+from fixtures.expectations.traffic import (
+    FromBackend,
+    clusterip_backends,
+    nodeport_answering_nodes,
+    rejection_problem,
+)
 from fixtures.hostnet import source_address_towards
 from fixtures.jig import ServiceJig, tweaks
 from fixtures.kube import PodInfo
@@ -31,7 +35,7 @@ from fixtures.observations import ErrorKind
 from fixtures.poll import wait_until
 from fixtures.probes import EXEC_OVERHEAD_S, dial_from, http_get
 from fixtures.probes.udp_socket import UDP_REPLY_WAIT_S, udp_loop
-from fixtures.servicetraffic import backends_by_client
+from fixtures.servicetraffic import backends_by_client, backends_check
 from fixtures.timeouts import (
     ENDPOINTS_TIMEOUT,
     KUBE_PROXY_ENDPOINT_LAG_TIMEOUT,
@@ -43,7 +47,7 @@ pytestmark = pytest.mark.clusterip
 # Container ports deliberately not the Service ports, so a mapping can only work if the
 # proxy translates port -> targetPort (by number, or by resolving the container port name).
 HTTP_PORT, UDP_PORT = 9376, 9377
-PORTS = [
+PORTS: list[dict[str, Any]] = [
     {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"},
     {"name": "http-num", "port": 8000, "targetPort": HTTP_PORT, "protocol": "TCP"},
     {"name": "udp", "port": 81, "targetPort": "udp", "protocol": "UDP"},
@@ -119,20 +123,7 @@ def assert_backends(
         for node in jig.clients()
     }
 
-    def check() -> tuple[bool, str]:
-        got = backends_by_client(jig.clients(), host, port, proto=proto)
-        cmp = reachability.compare(
-            reachability.expected_backend_table(title, expected, names),
-            reachability.backend_table(
-                title,
-                {n: g.seen for n, g in got.items()},
-                names,
-                commands={n: g.command for n, g in got.items()},
-                notes={n: g.note for n, g in got.items()},
-            ),
-        )
-        return cmp.ok, cmp.render()
-
+    check = backends_check(title, jig.clients(), host, port, expected=expected, columns=names, proto=proto)
     reachability.wait_for_tables(check, timeout=KUBE_PROXY_ENDPOINT_LAG_TIMEOUT, what=title)
 
 
@@ -171,7 +162,7 @@ def test_every_port_of_a_multi_port_service_reaches_its_numeric_or_named_target_
     )
     clients = shared.clients()
 
-    def probe(node: str, column: str):  # type: ignore[no-untyped-def]
+    def probe(node: str, column: str):
         p = columns[column]
         if p["protocol"] == "UDP":
             return udp_loop(
@@ -193,40 +184,6 @@ def test_every_port_of_a_multi_port_service_reaches_its_numeric_or_named_target_
         return cmp.ok, cmp.render()
 
     reachability.wait_for_tables(check, timeout=KUBE_PROXY_ENDPOINT_LAG_TIMEOUT, what=title)
-
-
-@dataclass(frozen=True)
-class FromBackend:
-    """A table cell that counts as reached only when a ready endpoint answered (an answer
-    from anything else, e.g. a host the packet leaked to, is not the Service)."""
-
-    obs: Any
-    ready: frozenset[str]
-
-    @property
-    def answered_by(self) -> set[str]:
-        backends = getattr(self.obs, "backends", None)
-        if backends is not None:
-            return set(backends)
-        backend = getattr(self.obs, "backend", None)
-        return {backend} if backend else set()
-
-    @property
-    def reached(self) -> bool | None:
-        if self.answered_by & self.ready:
-            return True
-        if self.obs.reached:
-            return False  # something answered, but not a ready endpoint
-        return self.obs.reached
-
-    @property
-    def command(self) -> str:
-        return str(getattr(self.obs, "command", "") or "")
-
-    def summary(self) -> str:
-        strangers = self.answered_by - self.ready
-        extra = f"; answered by non-endpoints {sorted(strangers)}" if strangers else ""
-        return f"{self.obs.summary()}{extra}"
 
 
 @pytest.mark.affinity  # its Service is the shared one of this module

@@ -17,6 +17,7 @@ without rules is refused by the node itself.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -30,18 +31,17 @@ from fixtures.concurrency import Background, run_all
 from fixtures.convergence import Event, Measurement, Outcome
 from fixtures.jig import ServiceJig
 from fixtures.kube import ApiError, Kube
+from fixtures.nodemetrics import kube_proxy_metrics_unavailable, scrape_all
 from fixtures.observations import MetricSamples, Timeline, Unknown
 from fixtures.poll import WaitTimeout, wait_until
 from fixtures.probes import (
     NETWORK_PROGRAMMING,
     SYNC_PROXY_RULES,
-    Vantage,
     http_get,
     loopctl,
     sample_loop,
-    scrape,
 )
-from fixtures.probes.metrics import histogram_delta, metrics_host, metrics_unavailable_reason, summarize
+from fixtures.probes.metrics import histogram_delta, metrics_host, summarize
 from fixtures.probes.sampling import peek_loop
 from fixtures.providers.base import ClusterFacts, Provider
 from fixtures.timeouts import (
@@ -49,7 +49,6 @@ from fixtures.timeouts import (
     ENDPOINTS_TIMEOUT,
     EXEC_TIMEOUT,
     KUBE_PROXY_ENDPOINT_LAG_TIMEOUT,
-    NODE_EXEC_TIMEOUT,
 )
 
 pytestmark = pytest.mark.convergence
@@ -67,20 +66,6 @@ GATE_STREAK = 2
 
 
 # --------------------------------------------------------------------------- plumbing
-
-
-def node_vantage(cluster: Provider, node: str) -> Vantage:
-    """Run a command on a kind node (``docker exec``), e.g. to scrape kube-proxy."""
-
-    def run(argv, timeout):  # type: ignore[no-untyped-def]
-        return cluster.node_exec(node, argv, timeout=min(timeout, NODE_EXEC_TIMEOUT))
-
-    return Vantage(run, where=f"node {node}", reproduce_prefix=("docker", "exec", node), node=node)
-
-
-def scrape_all(cluster: Provider, facts: ClusterFacts) -> dict[str, MetricSamples | Unknown]:
-    return run_all({n.name: (lambda n=n.name: scrape(node_vantage(cluster, n), ip_family=facts.ip_family))
-                    for n in facts.nodes})
 
 
 class Sampling:
@@ -104,7 +89,7 @@ class Sampling:
         """Every loop's tries so far, read from its log file while it keeps running."""
         def read(node: str) -> Timeline:
             return peek_loop(self.loops[node].base, self.loops[node].log_file, *self.targets[node])
-        return run_all({n: (lambda n=n: read(n)) for n in self.loops})
+        return run_all({n: functools.partial(read, n) for n in self.loops})
 
     def wait_observed(self, events: list[Event], timeout: float = KUBE_PROXY_ENDPOINT_LAG_TIMEOUT) -> None:
         """Keep sampling until each loop's *own* tries show the effect of every event whose
@@ -137,7 +122,7 @@ class Sampling:
             if failed:
                 self.runs[failed[0]].result(timeout=0)  # re-raises the loop's error
                 return False, f"sampling loop ended early on {failed}"
-            state = run_all({n: (lambda n=n: loopctl.running(self.loops[n])) for n in self.loops})
+            state = run_all({n: functools.partial(loopctl.running, self.loops[n]) for n in self.loops})
             waiting = [n for n, ok in state.items() if ok is not True]
             return not waiting, f"not yet sampling on {waiting}" if waiting else "sampling on every node"
 
@@ -149,7 +134,7 @@ class Sampling:
         return self
 
     def stop(self) -> list[Timeline]:
-        run_all({n: (lambda n=n: loopctl.stop(self.loops[n])) for n in self.loops})
+        run_all({n: functools.partial(loopctl.stop, self.loops[n]) for n in self.loops})
         timelines = []
         for node, run in self.runs.items():
             try:
@@ -169,14 +154,18 @@ class Sampling:
                     raise
 
 
-def cluster_ip(jig: ServiceJig) -> str:
-    ip = jig.service().cluster_ip
-    assert ip, f"service {jig.namespace}/{jig.name} has no ClusterIP"
-    return ip
-
-
 def ready_backend_names(jig: ServiceJig) -> set[str]:
     return {e.label for e in jig.endpoints() if e.ready}
+
+
+def without(name: str, *, count: int | None = None) -> Callable[[set[str]], bool]:
+    """Ready endpoints no longer list ``name`` (and, with ``count``, there are ``count``)."""
+    return lambda names: name not in names and (count is None or len(names) == count)
+
+
+def exactly(count: int) -> Callable[[set[str]], bool]:
+    """There are ``count`` ready endpoints."""
+    return lambda names: len(names) == count
 
 
 def wait_ready_backends(jig: ServiceJig, what: str, want: Callable[[set[str]], bool],
@@ -232,11 +221,6 @@ def events_in_windows(events: list[Event]) -> list[Event]:
 # --------------------------------------------------------------------------- fixtures
 
 
-def kube_proxy_metrics_unavailable(cluster: Provider, facts: ClusterFacts) -> str | None:
-    return metrics_unavailable_reason(proxy_mode=facts.proxy_mode, cni=facts.cni, provider=cluster.name,
-                                      node_access=cluster.supports_node_exec)
-
-
 @pytest.fixture(scope="module")
 def metrics_before(cluster: Provider, cluster_facts: ClusterFacts) -> dict[str, MetricSamples | Unknown]:
     """kube-proxy's metrics on every node before the family changes anything (none where
@@ -279,7 +263,7 @@ def test_a_service_is_served_on_every_node_once_created_and_rejected_once_delete
         streak = [0]
 
         def check() -> tuple[bool, str]:
-            replies = run_all({n: (lambda n=n: http_get(jig.client(n), *targets[n])) for n in targets})
+            replies = run_all({n: functools.partial(http_get, jig.client(n), *targets[n]) for n in targets})
             got = {n: getattr(r, "reached", None) if not isinstance(r, Unknown) else None
                    for n, r in replies.items()}
             wrong = {n: r.summary() for n, r in replies.items() if got[n] is not want}
@@ -335,7 +319,7 @@ def test_traffic_stops_reaching_a_deleted_pod_on_every_node_within_the_ceiling(
 ):
     jig = conv_jig
     reset(jig, BACKENDS)
-    ip = cluster_ip(jig)
+    ip = jig.cluster_ip()
     events: list[Event] = []
     with Sampling(jig, dict.fromkeys(jig.clients(), (ip, 80)), tag="poddel") as sampling:
         for _ in range(CHANGES_PER_SCENARIO):
@@ -343,7 +327,7 @@ def test_traffic_stops_reaching_a_deleted_pod_on_every_node_within_the_ceiling(
             t = delete_pod(kube, jig.namespace, victim)
             events.append(Event("pod deleted", t, Outcome.GONE, backend=victim))
             wait_ready_backends(jig, f"{victim} replaced in the endpoints of {jig.namespace}/{jig.name}",
-                                lambda names, v=victim: v not in names and len(names) == BACKENDS)
+                                without(victim, count=BACKENDS))
         wait_backends_match_endpoints(jig, ip, 80, title=f"TCP {ip}:80 after deleting pods")
         sampling.wait_observed(events)
         timelines = sampling.stop()
@@ -358,7 +342,7 @@ def test_traffic_stops_reaching_a_pod_that_fails_readiness_on_every_node_within_
 ):
     jig = conv_jig
     reset(jig, UNREADY_BACKENDS)
-    ip = cluster_ip(jig)
+    ip = jig.cluster_ip()
     events: list[Event] = []
     # No reset afterwards: a failure's diagnostics show the unready pods; the next test resets.
     with Sampling(jig, dict.fromkeys(jig.clients(), (ip, 80)), tag="unready") as sampling:
@@ -370,7 +354,7 @@ def test_traffic_stops_reaching_a_pod_that_fails_readiness_on_every_node_within_
             events.append(Event("readiness failed", t, Outcome.GONE, backend=victim.name))
             gone = victim.name
             wait_ready_backends(jig, f"{gone} unready in the endpoints of {jig.namespace}/{jig.name}",
-                                lambda names, v=gone: v not in names)
+                                without(gone))
         wait_backends_match_endpoints(jig, ip, 80, title=f"TCP {ip}:80 after readiness failures")
         sampling.wait_observed(events)
         timelines = sampling.stop()
@@ -385,7 +369,7 @@ def test_a_new_backend_receives_traffic_from_every_node_after_scale_up_within_th
 ):
     jig = conv_jig
     reset(jig, SCALE_FROM)
-    ip = cluster_ip(jig)
+    ip = jig.cluster_ip()
     events: list[Event] = []
     with Sampling(jig, dict.fromkeys(jig.clients(), (ip, 80)), tag="scaleup") as sampling:
         for step in range(1, CHANGES_PER_SCENARIO + 1):
@@ -394,7 +378,7 @@ def test_a_new_backend_receives_traffic_from_every_node_after_scale_up_within_th
             t = time.time()
             jig.scale(replicas, wait=False)
             names = wait_ready_backends(jig, f"{replicas} ready endpoints of {jig.namespace}/{jig.name}",
-                                        lambda names, r=replicas: len(names) == r)
+                                        exactly(replicas))
             new = sorted(names - before)
             assert len(new) == 1, f"scaling to {replicas} should add one backend; endpoints gained {new}"
             events.append(Event("scale-up", t, Outcome.SERVED, backend=new[0],

@@ -36,6 +36,7 @@ import dataclasses
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -44,6 +45,7 @@ from fixtures.clusterinfo import ClusterInfo
 from fixtures.concurrency import run_all, run_matrix
 from fixtures.expectations.dns import (
     ExpectedLookup,
+    LookupOutcome,
     PodDns,
     answer_problems,
     cluster_expansions,
@@ -55,6 +57,7 @@ from fixtures.expectations.dns import (
     family_rtype,
     getent_database,
     hosts_problems,
+    judge_lookup,
     kubelet_resolv_conf,
     kubernetes_plugin,
     resolv_conf_differences,
@@ -201,32 +204,12 @@ def scene(module_namespace: Callable[..., str], kube: Kube, cluster_facts: Clust
 
 
 @dataclass(frozen=True)
-class Outcome:
-    """One lookup from one client, judged: the cell, what was seen, how to re-run it."""
-
-    cell: reachability.Cell
-    note: str
-    command: str
-
-
-@dataclass(frozen=True)
 class Lookup:
     """A column: one question and the answer Kubernetes promises."""
 
     column: str
     expected: ExpectedLookup
-    run: Callable[[Vantage], Outcome]
-
-
-def _judge(expected: ExpectedLookup, problems: list[str], answered: bool, seen: str, command: str) -> Outcome:
-    if not answered:
-        cell = reachability.Cell.UNKNOWN
-    elif not problems:
-        cell = reachability.expected_cell(expected.resolvable)
-    else:
-        cell = reachability.expected_cell(not expected.resolvable)
-    note = f"{'; '.join(problems)} [{seen}]" if problems else seen
-    return Outcome(cell, note, command)
+    run: Callable[[Vantage], LookupOutcome]
 
 
 def dig_lookup(expected: ExpectedLookup, *, name: str | None = None, nodata_ok: bool = False,
@@ -236,13 +219,13 @@ def dig_lookup(expected: ExpectedLookup, *, name: str | None = None, nodata_ok: 
     qname = name or expected.name
     want_transport = None if tcp is None else ("TCP" if tcp else "UDP")
 
-    def run(vantage: Vantage) -> Outcome:
+    def run(vantage: Vantage) -> LookupOutcome:
         answer = dig(vantage, qname, expected.rtype, tcp=tcp)
         problems = answer_problems(expected, answer, nodata_ok=nodata_ok)
         if want_transport and answer.answered and answer.transport != want_transport:
             problems.append(f"answered over {answer.transport or 'an unnamed transport'}, "
                             f"expected {want_transport}")
-        return _judge(expected, problems, answer.answered, answer.summary(),
+        return judge_lookup(expected, problems, answer.answered, answer.summary(),
                       vantage.reproduce(dig_argv(qname, expected.rtype, tcp=tcp)))
 
     over = f" over {want_transport}" if want_transport else ""
@@ -254,12 +237,12 @@ def getent_lookup(name: str, expected: ExpectedLookup) -> Lookup:
     search path and ndots."""
     database = getent_database(expected.rtype)
 
-    def run(vantage: Vantage) -> Outcome:
+    def run(vantage: Vantage) -> LookupOutcome:
         found = getent(vantage, name, database)
         problems = hosts_problems(expected, found)
         seen = (f"getent {name}: " + (", ".join(found.addresses) if found.found
                                        else found.error or f"not found (exit {found.returncode})"))
-        return _judge(expected, problems, found.error is None, seen,
+        return judge_lookup(expected, problems, found.error is None, seen,
                       vantage.reproduce(getent_argv(name, database)))
 
     return Lookup(f"getent {name}", expected, run)
@@ -289,7 +272,7 @@ def assert_dns(title: str, plan: Mapping[Client, Sequence[Lookup]]) -> None:
         table = reachability.Table(title=full_title, rows=list(rows), columns=list(columns))
         for r, c in pairs:
             res = results[(r, c)]
-            if isinstance(res, Outcome):
+            if isinstance(res, LookupOutcome):
                 table.set(r, c, res.cell, note=f"{clients[r].vantage.where}: {res.note}", command=res.command)
             else:
                 err = res.error if isinstance(res, Unknown) else "no result"
@@ -534,7 +517,7 @@ class PolicyPods:
 
 @pytest.fixture(scope="module")
 def policy_pods(scene: DnsScene, kube: Kube, cluster_facts: ClusterFacts) -> PolicyPods:
-    settings = {
+    settings: dict[str, dict[str, Any]] = {
         DEFAULT_POLICY: {"dnsPolicy": "Default"},
         HOSTNET_CLUSTER_FIRST: {"hostNetwork": True},
         HOSTNET_WITH_HOST_NET: {"hostNetwork": True, "dnsPolicy": "ClusterFirstWithHostNet"},

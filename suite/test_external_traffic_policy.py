@@ -11,6 +11,8 @@ any cluster) and from this machine when it reaches the nodes; the backend (agnho
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 
 from fixtures import outside, reachability
@@ -90,7 +92,7 @@ def probe_nodes(node_ips: dict[str, str], port: int, answers: dict[str, bool],
         v = vantage_of[node]
         return [v.http(node_ips[node], port, connect_timeout=connect) for _ in range(TRIES_PER_NODE)]
 
-    results = run_all({n: (lambda n=n: probe(n)) for n in vantage_of})
+    results = run_all({n: functools.partial(probe, n) for n in vantage_of})
     return {n: (r if isinstance(r, list) else [r]) for n, r in results.items()}
 
 

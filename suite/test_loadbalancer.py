@@ -21,10 +21,10 @@ What is the cluster's (kube-proxy's or its replacement's) part, and so what thes
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
@@ -35,12 +35,10 @@ from fixtures.hostnet import source_address_towards
 from fixtures.jig import ServiceJig
 from fixtures.observations import HttpReply, UdpReply
 from fixtures.poll import wait_until
-from fixtures.probes import http_from_host, http_get
+from fixtures.probes import ExecFn, http_from_host, http_get
 from fixtures.probes.traffic import target_of
 from fixtures.probes.udp_socket import udp_from_host
-from fixtures.providers.kind import KindProvider
 from fixtures.timeouts import KUBE_PROXY_SERVICE_SYNC_TIMEOUT, LOAD_BALANCER_TIMEOUT
-from images import catalog, paths
 
 #: Extended as a family: type LoadBalancer needs a load-balancer implementation (fixtures/families.py).
 pytestmark = pytest.mark.loadbalancer
@@ -58,36 +56,17 @@ HTTP_8080 = {"name": "http", "port": 8080, "targetPort": "http", "protocol": "TC
 CLEANUP_FINALIZER = lbx.CLEANUP_FINALIZER
 
 
-def kind_cluster_name(node: str) -> str | None:
-    """The kind cluster a node container belongs to (its ``io.x-k8s.kind.cluster`` label)."""
-    import subprocess
-
-    label = '{{index .Config.Labels "io.x-k8s.kind.cluster"}}'
-    out = subprocess.run(["docker", "inspect", "-f", label, node],
-                         capture_output=True, text=True, timeout=30, check=False)
-    name = out.stdout.strip()
-    return name if out.returncode == 0 and name and name != "<no value>" else None
-
-
 @pytest.fixture(scope="module")
 def load_balancer(cluster, cluster_facts, kube) -> Iterator[tuple[lbx.CloudProviderKind, str]]:
     """cloud-provider-kind serving this cluster, and the kind cluster's name."""
     first = cluster_facts.nodes[0].name
-    name = kind_cluster_name(first)
+    name = lbx.kind_cluster_name(first)
     if name is None:
         pytest.skip(f"LoadBalancer checks run cloud-provider-kind, which needs a kind cluster on this "
                     f"machine's Docker; node {first} is not a kind container here")
     if not cluster_facts.workers:
         pytest.skip("LoadBalancer checks need worker nodes: cloud-provider-kind excludes the control plane")
-    image_set = cluster.image_set if isinstance(cluster, KindProvider) else None
-    if image_set is None:
-        try:
-            image_set = catalog.resolve()
-        except catalog.ImagesMissing:
-            image_set = None
-    proxy_image = image_set.lb_proxy_image if image_set is not None else None
-    log = paths.cache_dir() / "clusters" / name / "cloud-provider-kind.log"
-    ccm = lbx.CloudProviderKind(Path(log), proxy_image)
+    ccm = lbx.for_cluster(cluster, name)
     ccm.start()
     try:
         yield ccm, name
@@ -272,8 +251,10 @@ def test_pods_reach_a_proxy_mode_load_balancer_ip_through_the_load_balancer(lbs,
 
     def check() -> tuple[bool, str]:
         backends = ready_backends(lbs.local, LOCAL_SERVICE)
-        replies = run_all({n: (lambda v=v: [http_get(v, ing.ip, HTTP_PORT) for _ in range(3)])
-                           for n, v in clients.items()})
+        def three_tries(vantage: ExecFn) -> list[HttpReply]:
+            return [http_get(vantage, ing.ip, HTTP_PORT) for _ in range(3)]
+
+        replies = run_all({n: functools.partial(three_tries, v) for n, v in clients.items()})
         rows, problems = [], []
         for node, got in sorted(replies.items()):
             if not isinstance(got, list):

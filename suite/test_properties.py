@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Callable
 from typing import Any, ClassVar
 
 import pytest
@@ -113,8 +112,7 @@ def port_label(p: dict[str, Any]) -> str:
 
 
 def check_port_set(jig: ServiceJig, name: str, ports: list[dict[str, Any]], nodes: list[str]) -> None:
-    ip = jig.service(name).cluster_ip
-    assert ip, f"service {jig.namespace}/{name} has no ClusterIP"
+    ip = jig.cluster_ip(name)
     columns = [port_label(p) for p in ports]
     title = f"service {jig.namespace}/{name} {ip} ports " + ", ".join(columns)
     expected = reachability.expected_table(title, nodes, columns, lambda r, c: True)
@@ -284,10 +282,9 @@ def test_after_endpoint_churn_every_node_reaches_exactly_the_ready_endpoints(
     the_seed = property_seed(pytestconfig)
     record_hypothesis_seed(the_seed)
     j: ServiceJig = jig(backends=2, tweak=lambda v: v["backend"].update(podLabels={TIER_LABEL: "blue"}))
-    ip = j.service().cluster_ip
-    assert ip, f"service {j.namespace}/{j.name} has no ClusterIP"
+    ip = j.cluster_ip()
 
-    machine: Callable[[], EndpointChurn] = type(
+    machine: type[EndpointChurn] = type(
         "EndpointChurnOnCluster", (EndpointChurn,), {"jig": j, "ip": ip})
     run_state_machine_as_test(
         seed(the_seed)(machine),

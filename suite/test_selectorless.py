@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 
 from fixtures import charts, reachability
-from fixtures.backendmatrix import backend_check
 from fixtures.expectations.model import Endpoint, endpoints_from_slices
 from fixtures.expectations.slices import (
     MANAGED_BY_LABEL,
@@ -28,15 +27,12 @@ from fixtures.kube import Kube, PodInfo
 from fixtures.poll import hold_for, wait_until
 from fixtures.probes import Vantage, pod_vantage
 from fixtures.providers.base import ClusterFacts
+from fixtures.servicetraffic import backends_check
 from fixtures.timeouts import CONTROLLER_HANDS_OFF_WINDOW, ENDPOINTS_TIMEOUT, KUBE_PROXY_ENDPOINT_LAG_TIMEOUT
 
 pytestmark = pytest.mark.selectorless
 
 HTTP_PORT = 80
-# Requests per client per look.  Each check expects exactly one backend of two: a proxy still
-# (or wrongly) sending to the other one is seen by 3 clients x 8 tries, missed with p < 1e-7
-# for an even split.
-TRIES_PER_CLIENT = 8
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +54,7 @@ class Selectorless:
         self.legacy = legacy_endpoints
         nodes = [n.name for n in facts.nodes]
         prefix = f"{release}-client"
-        values = {
+        values: dict[str, Any] = {
             "backends": {"count": 2, "nodes": [n.name for n in facts.workers] or nodes},
             "clients": {"nodes": nodes if clients else [], "namePrefix": prefix},
             # immutable once created: the pods' family (the primary one on dual-stack clusters)
@@ -116,8 +112,10 @@ class Selectorless:
             f"{what}: TCP {ip}:{HTTP_PORT} (service {self.namespace}/{self.service}) must reach exactly "
             f"{', '.join(f'{e.name} ({e.ip})' for e in written.values())}"
         )
-        check = backend_check(title, self.clients, ip, HTTP_PORT, expected=dict.fromkeys(self.clients, want),
-                              columns=names, tries=TRIES_PER_CLIENT)
+        # One in-pod loop per client per look (fixtures.servicetraffic.LOOP_DURATION_S): a proxy
+        # still (or wrongly) sending to the other backend of two is seen within a few tries.
+        check = backends_check(title, self.clients, ip, HTTP_PORT, expected=dict.fromkeys(self.clients, want),
+                               columns=names)
 
         def with_slices() -> tuple[bool, str]:
             ok, text = check()

@@ -205,7 +205,7 @@ def test_one_port_number_over_tcp_and_udp_reaches_the_backends_on_both_protocols
 # --------------------------------------------------------------------------- service-proxy-name
 
 
-def proxy_name_check(f: Features, expect: Mapping[str, bool], title: str):  # type: ignore[no-untyped-def]
+def proxy_name_check(f: Features, expect: Mapping[str, bool], title: str):
     """Every vantage (client pods, nodes) against each Service's ClusterIP:80."""
     j = f.jig
     ips = {name: j.service(name).cluster_ip for name in expect}
@@ -357,10 +357,8 @@ def test_backends_see_the_client_pod_ip_through_the_cluster_ip(features):
             for column, backend in columns.items():
                 seen = None if seen_by is None else seen_by.get(backend)
                 verdict = saw_client_ip(client_ips[node], seen)
-                cell = {True: reachability.Cell.REACHED, False: reachability.Cell.BLOCKED}.get(
-                    verdict,
-                    reachability.Cell.UNKNOWN,  # type: ignore[arg-type]
-                )
+                cell = (reachability.Cell.UNKNOWN if verdict is None
+                        else reachability.Cell.REACHED if verdict else reachability.Cell.BLOCKED)
                 if isinstance(loop, ClientIpLoop):
                     note = f"saw {sorted(seen)}" if seen else f"not reached in {len(loop.tries)} tries"
                     command = loop.command

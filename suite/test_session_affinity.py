@@ -150,8 +150,7 @@ def spread_check(jig: ServiceJig, service: str, title: str) -> Callable[[], tupl
         n: clusterip_backends(endpoints, client_node=n, internal_traffic_policy=TrafficPolicy.CLUSTER)
         for n in jig.clients()
     }
-    svc = jig.service(service)
-    return backends_check(title, jig.clients(), svc.cluster_ip, 80, expected=expected, columns=names)
+    return backends_check(title, jig.clients(), jig.cluster_ip(service), 80, expected=expected, columns=names)
 
 
 @pytest.mark.extended(reason="sessionAffinityConfig.clientIP.timeoutSeconds is optional: not in upstream "

@@ -103,7 +103,7 @@ def assert_fallback(jig: ServiceJig, service: str, drained: Sequence[PodInfo], p
     where = ", ".join(f"{e.label} on {e.node}" for e in snapshot)
     title = (f"TCP {svc.cluster_ip}:80 (service {jig.namespace}/{service}, internalTrafficPolicy: "
              f"{policy.value}; its only endpoint {where} is terminating, serving, not ready)")
-    check = backends_check(title, clients, svc.cluster_ip, 80, expected=expected,
+    check = backends_check(title, clients, jig.cluster_ip(service), 80, expected=expected,
                            columns=sorted(e.label for e in snapshot))
 
     def with_state() -> tuple[bool, str]:
@@ -170,7 +170,7 @@ def test_publish_not_ready_addresses_sends_cluster_ip_traffic_to_unready_backend
         check = backends_check(title, clients, svc.cluster_ip, 80,
                                expected=dict.fromkeys(clients, frozenset(reach)), columns=names)
 
-        def with_state(check=check, service=service) -> tuple[bool, str]:  # type: ignore[no-untyped-def]
+        def with_state(check=check, service=service) -> tuple[bool, str]:
             ok, text = check()
             if ok:
                 return ok, text

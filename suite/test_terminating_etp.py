@@ -91,7 +91,7 @@ def health_check_port(jig: ServiceJig) -> int:
     return int(svc.health_check_node_port)
 
 
-def health_check_check(jig: ServiceJig, endpoints: Sequence[Endpoint], title: str, passes):  # type: ignore[no-untyped-def]
+def health_check_check(jig: ServiceJig, endpoints: Sequence[Endpoint], title: str, passes):
     """A wait_until check: every node's healthCheckNodePort status as ``endpoints`` promise,
     from each node's outside vantages (``passes``, :func:`fixtures.outside.passes`)."""
     port = health_check_port(jig)

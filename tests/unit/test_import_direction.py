@@ -46,10 +46,14 @@ PERMITTED: dict[tuple[str, str], str] = {
 
 #: (file, module it imports) that break the direction today and are being removed: issue 17,
 #: item 3 (the suite only calls the framework).  Delete an entry when its import goes.
-KNOWN_EXCEPTIONS: dict[tuple[str, str], str] = {
-    ("suite/test_loadbalancer.py", "images.catalog"): "issue 17 item 3",
-    ("suite/test_loadbalancer.py", "images.paths"): "issue 17 item 3",
-    ("conftest.py", "images.catalog"): "issue 17 item 3",
+KNOWN_EXCEPTIONS: dict[tuple[str, str], str] = {}
+
+#: Modules no file under ``suite/`` may import, with no exception (issue 17, item 3: the suite
+#: only calls the framework).  Running programs (Docker, kind, curl on the host) and knowing
+#: the images are the framework's part: ask ``fixtures/``.
+SUITE_FORBIDDEN: dict[str, str] = {
+    "subprocess": "the suite runs no program itself: ask fixtures/ (a provider, a probe, a helper)",
+    "images": "the suite does not know the images or their paths: ask fixtures/",
 }
 
 
@@ -134,6 +138,26 @@ def direction_violations(root: Path) -> list[str]:
     return lines
 
 
+def suite_forbidden_imports(root: Path) -> list[str]:
+    """One line per import of a :data:`SUITE_FORBIDDEN` module (or one of its submodules)
+    by a file under ``suite/``, wherever it sits in the file."""
+    found: list[tuple[str, int, str]] = []
+    for path in sorted((root / "suite").rglob("*.py")):
+        if "__pycache__" in path.parts:
+            continue
+        rel = path.relative_to(root).as_posix()
+        for node in ast.walk(ast.parse(path.read_text(), filename=rel)):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                names = [node.module]
+            else:
+                continue
+            found += [(rel, node.lineno, n) for n in names if n.split(".", 1)[0] in SUITE_FORBIDDEN]
+    return [f"{rel}:{line} imports {name}: {SUITE_FORBIDDEN[name.split('.', 1)[0]]}"
+            for rel, line, name in sorted(found)]
+
+
 def cycles(root: Path) -> list[str]:
     """One line per import cycle between modules of one package: the shortest cycle through
     the first module (by name) of each strongly connected component, with where each link is."""
@@ -208,6 +232,12 @@ def test_imports_follow_suite_fixtures_images_and_reports_stands_alone() -> None
                     pytrace=False)
 
 
+def test_the_suite_imports_neither_subprocess_nor_images() -> None:
+    problems = suite_forbidden_imports(ROOT)
+    if problems:
+        pytest.fail("\n".join(problems), pytrace=False)
+
+
 def test_no_package_has_an_import_cycle() -> None:
     problems = cycles(ROOT)
     if problems:
@@ -257,6 +287,23 @@ def test_checker_reports_function_local_back_edges_one_line_each(tree) -> None:
         "reports/load.py:1 imports fixtures.spec: reports must not import fixtures "
         "(allowed: reports/model.py → fixtures.spec, reports/model.py → fixtures.families)",
         "suite/test_x.py:2 imports images.a: suite must not import images (allowed: suite → fixtures)",
+    ]
+
+
+def test_checker_finds_subprocess_and_images_anywhere_in_the_suite(tree) -> None:
+    root = tree({
+        "suite/test_a.py": "import os\nimport subprocess\n\ndef f():\n    from subprocess import run\n",
+        "suite/sub/test_b.py": "from images import catalog\nimport images.paths as p\nfrom . import subprocess\n",
+        "fixtures/tools.py": "import subprocess\n",  # the framework may
+        "conftest.py": "import subprocess\n",  # the root plugin is not under suite/
+    })
+    run = SUITE_FORBIDDEN["subprocess"]
+    images = SUITE_FORBIDDEN["images"]
+    assert suite_forbidden_imports(root) == [
+        f"suite/sub/test_b.py:1 imports images: {images}",
+        f"suite/sub/test_b.py:2 imports images.paths: {images}",
+        f"suite/test_a.py:2 imports subprocess: {run}",
+        f"suite/test_a.py:5 imports subprocess: {run}",
     ]
 
 
