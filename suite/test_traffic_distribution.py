@@ -109,7 +109,7 @@ def assert_distribution(jig: ServiceJig, distribution: str, zones: dict[str, str
         backend_nodes = ", ".join(
             f"{e.label} on {e.node}" + ("" if e.ready else " (not ready)") for e in endpoints
         )
-        got = backends_by_client(jig.clients(), jig.cluster_ip(), 80)
+        got = backends_by_client(jig.clients(), jig.cluster_ip(service), 80)
         cmp = reachability.compare(
             reachability.expected_backend_table(f"{title}: expected", expected, names),
             reachability.backend_table(
