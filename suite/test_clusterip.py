@@ -1,9 +1,10 @@
 """clusterip: a Service's virtual IP carries traffic to its ready endpoints, from every node.
 
-Most checks share one module-scoped Service (3 backends, a client on every node) with four
-ports (named and numeric targetPorts, TCP and UDP) and two extra Services on the same
-backends: ``sticky`` (``sessionAffinity: ClientIP``) and ``empty`` (selects no pod).
-Checks that change or pin their Service get their own.
+Most checks share one module-scoped Service (``three_backends``: 3 backends, a client on
+every node) with four ports (named and numeric targetPorts, TCP and UDP) and two extra
+Services on the same backends: ``sticky`` (``sessionAffinity: ClientIP``) and ``empty``
+(selects no pod).  Checks that change or pin their Service share another
+(``pinned_backend``: one backend pinned to the first worker).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 
 from fixtures import clusterinfo, outside, reachability
+from fixtures.backendchecks import backends_by_client, backends_check
 from fixtures.concurrency import Background, run_matrix
 from fixtures.expectations.clusterip import (
     node_port_presence_problems,
@@ -35,7 +37,6 @@ from fixtures.observations import ErrorKind
 from fixtures.poll import wait_until
 from fixtures.probes import EXEC_OVERHEAD_S, dial_from, http_get
 from fixtures.probes.udp_socket import UDP_REPLY_WAIT_S, udp_loop
-from fixtures.servicetraffic import backends_by_client, backends_check
 from fixtures.timeouts import (
     ENDPOINTS_TIMEOUT,
     KUBE_PROXY_ENDPOINT_LAG_TIMEOUT,
@@ -85,7 +86,7 @@ UDP_RECOVERY_WINDOW = ENDPOINTS_TIMEOUT + KUBE_PROXY_ENDPOINT_LAG_TIMEOUT
 
 
 @pytest.fixture(scope="module")
-def shared(module_namespace, kube, cluster_facts) -> ServiceJig:
+def three_backends(module_namespace, kube, cluster_facts) -> ServiceJig:
     return ServiceJig.install(
         kube,
         cluster_facts,
@@ -127,40 +128,43 @@ def assert_backends(
     reachability.wait_for_tables(check, timeout=KUBE_PROXY_ENDPOINT_LAG_TIMEOUT, what=title)
 
 
-def test_cluster_ip_is_allocated_from_the_service_cidr_and_outside_the_pod_cidr(shared, kube):
+def test_cluster_ip_is_allocated_from_the_service_cidr_and_outside_the_pod_cidr(three_backends, kube):
     info = clusterinfo.read(kube)
-    svc = shared.service()
+    svc = three_backends.service()
     problems = cluster_ip_problems(svc.cluster_ip, service_cidrs=info.service_cidrs, pod_cidrs=info.pod_cidrs)
-    assert not problems, f"service {shared.namespace}/{shared.name}: " + "; ".join(problems)
+    assert not problems, f"service {three_backends.namespace}/{three_backends.name}: " + "; ".join(problems)
 
 
-def test_every_node_reaches_every_ready_backend_over_tcp(shared):
-    svc = shared.service()
+def test_every_node_reaches_every_ready_backend_over_tcp(three_backends):
+    svc = three_backends.service()
     assert_backends(
-        shared, svc.cluster_ip, 80, title=f"TCP {svc.cluster_ip}:80 (service {shared.namespace}/{svc.name})"
+        three_backends,
+        svc.cluster_ip,
+        80,
+        title=f"TCP {svc.cluster_ip}:80 (service {three_backends.namespace}/{svc.name})",
     )
 
 
-def test_every_node_reaches_every_ready_backend_over_udp(shared):
-    svc = shared.service()
+def test_every_node_reaches_every_ready_backend_over_udp(three_backends):
+    svc = three_backends.service()
     assert_backends(
-        shared,
+        three_backends,
         svc.cluster_ip,
         81,
         proto="udp",
-        title=f"UDP {svc.cluster_ip}:81 (service {shared.namespace}/{svc.name})",
+        title=f"UDP {svc.cluster_ip}:81 (service {three_backends.namespace}/{svc.name})",
     )
 
 
-def test_every_port_of_a_multi_port_service_reaches_its_numeric_or_named_target_port(shared):
-    svc = shared.service()
-    ready = set(ready_names(shared))
+def test_every_port_of_a_multi_port_service_reaches_its_numeric_or_named_target_port(three_backends):
+    svc = three_backends.service()
+    ready = set(ready_names(three_backends))
     columns = {f"{p['protocol']} {p['port']}->{p['targetPort']}": p for p in PORTS}
     title = (
-        f"ports of {svc.cluster_ip} (service {shared.namespace}/{svc.name}; containers serve "
+        f"ports of {svc.cluster_ip} (service {three_backends.namespace}/{svc.name}; containers serve "
         f"TCP {HTTP_PORT} 'http', UDP {UDP_PORT} 'udp')"
     )
-    clients = shared.clients()
+    clients = three_backends.clients()
 
     def probe(node: str, column: str):
         p = columns[column]
@@ -186,21 +190,21 @@ def test_every_port_of_a_multi_port_service_reaches_its_numeric_or_named_target_
     reachability.wait_for_tables(check, timeout=KUBE_PROXY_ENDPOINT_LAG_TIMEOUT, what=title)
 
 
-@pytest.mark.affinity  # its Service is the shared one of this module
-def test_session_affinity_client_ip_sends_each_client_to_one_backend(shared):
-    svc = shared.service("sticky")
-    shared.wait_ready_endpoints(name="sticky", count=3)
-    ready = ready_names(shared, "sticky")
+@pytest.mark.affinity  # its Service (sticky) selects this module's shared three backends
+def test_session_affinity_client_ip_sends_each_client_to_one_backend(three_backends):
+    svc = three_backends.service("sticky")
+    three_backends.wait_ready_endpoints(name="sticky", count=3)
+    ready = ready_names(three_backends, "sticky")
     for port, proto in ((80, "tcp"), (81, "udp")):
         title = (
             f"{proto.upper()} {svc.cluster_ip}:{port} "
-            f"(service {shared.namespace}/sticky, sessionAffinity: ClientIP)"
+            f"(service {three_backends.namespace}/sticky, sessionAffinity: ClientIP)"
         )
         observed: dict = {}
 
         def answered(port: int = port, proto: str = proto, observed: dict = observed) -> tuple[bool, str]:
             observed.clear()
-            observed.update(backends_by_client(shared.clients(), svc.cluster_ip, port, proto=proto))
+            observed.update(backends_by_client(three_backends.clients(), svc.cluster_ip, port, proto=proto))
             silent = sorted(n for n, g in observed.items() if not g.seen)
             return not silent, f"clients with no answer yet: {silent}" if silent else "every client answered"
 
@@ -215,10 +219,12 @@ def test_session_affinity_client_ip_sends_each_client_to_one_backend(shared):
         )
 
 
-def test_a_service_without_endpoints_rejects_connections_promptly(shared):
-    svc = shared.service("empty")
-    assert not shared.endpoints("empty"), f"service {shared.namespace}/empty should select no pod"
-    clients = shared.clients()
+def test_a_service_without_endpoints_rejects_connections_promptly(three_backends):
+    svc = three_backends.service("empty")
+    assert not three_backends.endpoints("empty"), (
+        f"service {three_backends.namespace}/empty should select no pod"
+    )
+    clients = three_backends.clients()
 
     def check() -> tuple[bool, str]:
         replies = {n: http_get(v, svc.cluster_ip, 80) for n, v in clients.items()}
@@ -234,16 +240,16 @@ def test_a_service_without_endpoints_rejects_connections_promptly(shared):
     reachability.wait_for_tables(
         check,
         timeout=KUBE_PROXY_ENDPOINT_LAG_TIMEOUT,
-        what=f"service {shared.namespace}/empty to reject connections promptly",
+        what=f"service {three_backends.namespace}/empty to reject connections promptly",
         problem="not every client was rejected promptly",
     )
 
 
-SINGLE = "one"
+PINNED_RELEASE = "one"
 
 
-def single_extra_services(flip_type: str = "ClusterIP") -> list[dict]:
-    selector = {**BACKEND_SELECTOR, "app.kubernetes.io/instance": SINGLE}
+def pinned_extra_services(flip_type: str = "ClusterIP") -> list[dict]:
+    selector = {**BACKEND_SELECTOR, "app.kubernetes.io/instance": PINNED_RELEASE}
     http = {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}
     return [
         {"name": "local", "spec": {"selector": selector, "internalTrafficPolicy": "Local", "ports": [http]}},
@@ -252,7 +258,7 @@ def single_extra_services(flip_type: str = "ClusterIP") -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def single(module_namespace, kube, cluster_facts) -> ServiceJig:
+def pinned_backend(module_namespace, kube, cluster_facts) -> ServiceJig:
     """One backend pinned to the first worker, a client on every node; Services ``one``
     (the release's), ``local`` (internalTrafficPolicy: Local) and ``flip`` (its type is
     changed by a test) select it."""
@@ -261,9 +267,9 @@ def single(module_namespace, kube, cluster_facts) -> ServiceJig:
         kube,
         cluster_facts,
         module_namespace(),
-        name=SINGLE,
+        name=PINNED_RELEASE,
         backends=1,
-        tweak=tweaks(("backend.nodes", [worker]), ("extraServices", single_extra_services())),
+        tweak=tweaks(("backend.nodes", [worker]), ("extraServices", pinned_extra_services())),
     )
 
 
@@ -276,12 +282,11 @@ def only_backend(jig: ServiceJig, service: str | None = None) -> PodInfo:
     return pods[0]
 
 
-def test_a_pod_reaches_itself_through_its_own_service_hairpin(single, cluster_facts):
-    j = single
-    svc = j.service()
-    pod = only_backend(j)
-    client = j.client(cluster_facts.nodes[0].name)
-    http_port = int(j.values["backend"].get("httpPort", 8080))
+def test_a_pod_reaches_itself_through_its_own_service_hairpin(pinned_backend, cluster_facts):
+    svc = pinned_backend.service()
+    pod = only_backend(pinned_backend)
+    client = pinned_backend.client(cluster_facts.nodes[0].name)
+    http_port = int(pinned_backend.values["backend"].get("httpPort", 8080))
 
     def check() -> tuple[bool, str]:
         lines, ok = [], True
@@ -305,29 +310,30 @@ def test_a_pod_reaches_itself_through_its_own_service_hairpin(single, cluster_fa
 
 
 @pytest.mark.extended(reason="internalTrafficPolicy is an optional routing optimisation")
-def test_internal_traffic_policy_local_answers_only_from_nodes_with_a_local_endpoint(single):
-    j = single
-    pod = only_backend(j, "local")
-    svc = j.service("local")
-    assert svc.internal_traffic_policy is TrafficPolicy.LOCAL, f"service {j.namespace}/local: {svc}"
+def test_internal_traffic_policy_local_answers_only_from_nodes_with_a_local_endpoint(pinned_backend):
+    pod = only_backend(pinned_backend, "local")
+    svc = pinned_backend.service("local")
+    assert svc.internal_traffic_policy is TrafficPolicy.LOCAL, (
+        f"service {pinned_backend.namespace}/local: {svc}"
+    )
     assert_backends(
-        j,
+        pinned_backend,
         svc.cluster_ip,
         80,
         policy=TrafficPolicy.LOCAL,
         service="local",
-        title=f"TCP {svc.cluster_ip}:80 (service {j.namespace}/local, internalTrafficPolicy: Local, "
-        f"its only endpoint on {pod.node})",
+        title=f"TCP {svc.cluster_ip}:80 (service {pinned_backend.namespace}/local, "
+        f"internalTrafficPolicy: Local, its only endpoint on {pod.node})",
     )
 
 
-def assert_node_port_answers(j: ServiceJig, svc: Service, port: int, *, answering: bool,
+def assert_node_port_answers(jig: ServiceJig, svc: Service, port: int, *, answering: bool,
                              node_vantages, host_reach) -> None:
     """From outside the cluster (every node's hostNetwork pod to the other nodes, and this
     machine when it reaches them), every node's ``ip:port`` answers (or none does)."""
-    node_ips = j.node_ips()
+    node_ips = jig.node_ips()
     nodes = (
-        nodeport_answering_nodes(node_ips, j.endpoints(svc.name), TrafficPolicy.CLUSTER)
+        nodeport_answering_nodes(node_ips, jig.endpoints(svc.name), TrafficPolicy.CLUSTER)
         if answering
         else dict.fromkeys(node_ips, False)
     )
@@ -335,7 +341,7 @@ def assert_node_port_answers(j: ServiceJig, svc: Service, port: int, *, answerin
     vantages = outside.everyone(node_ips, node_vantages, host_reach, host_source=source_address_towards)
     rows = {v.row: v for v in vantages}
     targets = {f"{n} {ip}:{port}": (n, ip) for n, ip in node_ips.items()}
-    title = (f"TCP nodePort {port} from outside the cluster (service {j.namespace}/{svc.name}, type "
+    title = (f"TCP nodePort {port} from outside the cluster (service {jig.namespace}/{svc.name}, type "
              f"{svc.type.value}){outside.title_note(host_reach)}")
     expected = reachability.expected_table(
         title, list(rows), list(targets),
@@ -353,25 +359,24 @@ def assert_node_port_answers(j: ServiceJig, svc: Service, port: int, *, answerin
 
 
 def test_changing_the_type_to_node_port_and_back_adds_then_removes_the_node_port(
-        single, kube, node_vantages, host_reach):
-    j = single
-    only_backend(j, "flip")
+        pinned_backend, kube, node_vantages, host_reach):
+    only_backend(pinned_backend, "flip")
     port_range = clusterinfo.read(kube).node_port_range
-    where = f"service {j.namespace}/flip"
-    assert j.service("flip").type.value == "ClusterIP", f"{where} should start as ClusterIP"
-    j.update(tweaks(("extraServices", single_extra_services("NodePort"))))
-    as_node_port = j.service("flip")
+    where = f"service {pinned_backend.namespace}/flip"
+    assert pinned_backend.service("flip").type.value == "ClusterIP", f"{where} should start as ClusterIP"
+    pinned_backend.update(tweaks(("extraServices", pinned_extra_services("NodePort"))))
+    as_node_port = pinned_backend.service("flip")
     problems = node_port_presence_problems(as_node_port, expect_node_ports=True, port_range=port_range)
     assert not problems, f"{where} after ClusterIP -> NodePort: " + "; ".join(problems)
     port = next(p.node_port for p in as_node_port.ports if p.protocol == "TCP" and p.node_port)
-    assert_node_port_answers(j, as_node_port, port, answering=True, node_vantages=node_vantages,
+    assert_node_port_answers(pinned_backend, as_node_port, port, answering=True, node_vantages=node_vantages,
                              host_reach=host_reach)
 
-    j.update(tweaks(("extraServices", single_extra_services("ClusterIP"))))
-    back = j.service("flip")
+    pinned_backend.update(tweaks(("extraServices", pinned_extra_services("ClusterIP"))))
+    back = pinned_backend.service("flip")
     problems = node_port_presence_problems(back, expect_node_ports=False, port_range=port_range)
     assert not problems, f"{where} after NodePort -> ClusterIP: " + "; ".join(problems)
-    assert_node_port_answers(j, back, port, answering=False, node_vantages=node_vantages,
+    assert_node_port_answers(pinned_backend, back, port, answering=False, node_vantages=node_vantages,
                              host_reach=host_reach)
 
 
@@ -379,14 +384,13 @@ def test_changing_the_type_to_node_port_and_back_adds_then_removes_the_node_port
                       "stale conntrack entry, a socket-level load balancer (Cilium's) destroys the socket "
                       "instead; upstream e2e's conntrack check uses a new socket per try")
 def test_udp_traffic_on_one_socket_recovers_when_the_only_backend_is_replaced(
-    single, kube, cluster_facts, record_measurement
+    pinned_backend, kube, cluster_facts, record_measurement
 ):
     node = cluster_facts.nodes[0].name
-    j = single
-    svc = j.service()
-    old = only_backend(j)
-    client = j.client(node)
-    client_ip = j.client_ip(node)
+    svc = pinned_backend.service()
+    old = only_backend(pinned_backend)
+    client = pinned_backend.client(node)
+    client_ip = pinned_backend.client_ip(node)
     mark = "Sending udp hostName response"  # agnhost netexec's log line per UDP hostname answer
     where = f"UDP {svc.cluster_ip}:81 from the client on {node} ({client_ip}), one socket"
 
@@ -399,7 +403,7 @@ def test_udp_traffic_on_one_socket_recovers_when_the_only_backend_is_replaced(
     wait_until(
         answered_by_old, timeout=KUBE_PROXY_ENDPOINT_LAG_TIMEOUT, what=f"{where}: answers from {old.name}"
     )
-    seen_before = kube.pod_logs(j.namespace, old.name).count(mark)
+    seen_before = kube.pod_logs(pinned_backend.namespace, old.name).count(mark)
     with Background(
         lambda: udp_loop(
             client, svc.cluster_ip, 81, duration=UDP_RECOVERY_WINDOW, same_socket=True, stop_unless=old.name
@@ -408,7 +412,7 @@ def test_udp_traffic_on_one_socket_recovers_when_the_only_backend_is_replaced(
     ) as bg:
 
         def socket_in_use() -> tuple[bool, str]:
-            count = kube.pod_logs(j.namespace, old.name).count(mark)
+            count = kube.pod_logs(pinned_backend.namespace, old.name).count(mark)
             return (
                 count > seen_before,
                 f"{old.name} logged {count - seen_before} new exchange(s) with {client_ip}",
@@ -419,11 +423,11 @@ def test_udp_traffic_on_one_socket_recovers_when_the_only_backend_is_replaced(
             timeout=KUBE_PROXY_ENDPOINT_LAG_TIMEOUT,
             what=f"the loop's socket to be answered by {old.name}",
         )
-        kube.delete_pod(j.namespace, old.name)
+        kube.delete_pod(pinned_backend.namespace, old.name)
         new: list[str] = []
 
         def replaced() -> tuple[bool, str]:
-            names = [e.label for e in j.endpoints() if e.ready and e.label != old.name]
+            names = [e.label for e in pinned_backend.endpoints() if e.ready and e.label != old.name]
             new[:] = names
             return bool(names), f"ready endpoints other than {old.name}: {names}"
 

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import pytest
 
 from fixtures import reachability
+from fixtures.backendchecks import backends_by_client
 from fixtures.concurrency import run_all
 from fixtures.expectations.hostnetwork import host_network_endpoint_problems, host_ports
 from fixtures.expectations.model import TrafficPolicy
@@ -44,7 +45,6 @@ from fixtures.kube import Kube
 from fixtures.observations import Unknown
 from fixtures.probes import Vantage
 from fixtures.providers.base import ClusterFacts
-from fixtures.servicetraffic import backends_by_client
 from fixtures.timeouts import KUBE_PROXY_ENDPOINT_LAG_TIMEOUT
 
 pytestmark = pytest.mark.clusterip

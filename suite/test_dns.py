@@ -273,14 +273,14 @@ def assert_dns(title: str, plan: Mapping[Client, Sequence[Lookup]]) -> None:
         for r, c in pairs:
             res = results[(r, c)]
             if isinstance(res, LookupOutcome):
-                table.set(r, c, res.cell, note=f"{clients[r].vantage.where}: {res.note}", command=res.command)
+                table.set(r, c, res.mark, note=f"{clients[r].vantage.where}: {res.note}", command=res.command)
             else:
                 err = res.error if isinstance(res, Unknown) else "no result"
-                table.set(r, c, reachability.Cell.UNKNOWN, note=f"{clients[r].vantage.where}: {err}")
+                table.set(r, c, reachability.Mark.UNKNOWN, note=f"{clients[r].vantage.where}: {err}")
         for r in rows:
             for c in columns:
                 if c not in by_row[r]:
-                    table.set(r, c, reachability.Cell.ANY)
+                    table.set(r, c, reachability.Mark.ANY)
         return table
 
     reachability.wait_for_tables(
@@ -473,9 +473,10 @@ def test_lookups_over_tcp_answer_as_over_udp(scene: DnsScene) -> None:
 
 # --------------------------------------------------------------------------- pod DNS policies
 
-DEFAULT_POLICY = "dflt"  # dnsPolicy: Default (the node's resolv.conf as kubelet reads it)
-HOSTNET_CLUSTER_FIRST = "hcf"  # hostNetwork, dnsPolicy ClusterFirst (falls back to Default)
-HOSTNET_WITH_HOST_NET = "hcfhn"  # hostNetwork, dnsPolicy ClusterFirstWithHostNet
+# Release names, and the prefix of their client pods (``<release>-<node>``).
+DEFAULT_POLICY = "dnspolicy-default"  # dnsPolicy: Default (the node's resolv.conf as kubelet reads it)
+HOSTNET_CLUSTER_FIRST = "hostnet-clusterfirst"  # hostNetwork, dnsPolicy ClusterFirst (falls back to Default)
+HOSTNET_WITH_HOST_NET = "hostnet-withhostnet"  # hostNetwork, dnsPolicy ClusterFirstWithHostNet
 CUSTOM = "custom"  # dnsPolicy None + dnsConfig
 
 

@@ -34,6 +34,7 @@ from typing import Any
 import pytest
 
 from fixtures import charts, reachability
+from fixtures.backendchecks import backends_check
 from fixtures.expectations.slices import (
     ENDPOINTSLICE_CONTROLLER,
     MIRRORING_CONTROLLER,
@@ -48,7 +49,6 @@ from fixtures.kube import Kube
 from fixtures.poll import wait_until
 from fixtures.probes import Vantage, pod_vantage
 from fixtures.providers.base import ClusterFacts
-from fixtures.servicetraffic import backends_check
 from fixtures.timeouts import ENDPOINTS_TIMEOUT, KUBE_PROXY_ENDPOINT_LAG_TIMEOUT
 
 pytestmark = pytest.mark.selectorless

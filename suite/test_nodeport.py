@@ -12,12 +12,12 @@ from __future__ import annotations
 import pytest
 
 from fixtures import clusterinfo, outside, reachability
+from fixtures.backendchecks import node_column, node_port_from_clients
 from fixtures.expectations.clusterip import node_port_presence_problems
 from fixtures.expectations.model import Service, TrafficPolicy
 from fixtures.expectations.traffic import nodeport_answering_nodes
 from fixtures.hostnet import source_address_towards
 from fixtures.jig import ServiceJig, tweaks
-from fixtures.servicetraffic import node_column, node_port_from_clients
 from fixtures.timeouts import KUBE_PROXY_ENDPOINT_LAG_TIMEOUT
 
 pytestmark = pytest.mark.nodeport

@@ -13,10 +13,10 @@ from __future__ import annotations
 import pytest
 
 from fixtures import reachability
+from fixtures.backendchecks import node_column, node_port_from_clients
 from fixtures.expectations.model import TrafficPolicy
 from fixtures.expectations.traffic import nodeport_answering_nodes
 from fixtures.jig import ServiceJig, tweaks
-from fixtures.servicetraffic import node_column, node_port_from_clients
 from fixtures.timeouts import KUBE_PROXY_ENDPOINT_LAG_TIMEOUT
 
 pytestmark = pytest.mark.nodeport

@@ -131,13 +131,13 @@ def check_port_set(jig: ServiceJig, name: str, ports: list[dict[str, Any]], node
         observed = reachability.Table(title=title, rows=list(nodes), columns=list(columns))
         for (node, column), obs in run_matrix(nodes, columns, probe).items():
             if isinstance(obs, Unknown):
-                observed.set(node, column, reachability.Cell.UNKNOWN, note=obs.error)
+                observed.set(node, column, reachability.Mark.UNKNOWN, note=obs.error)
                 continue
             answered = bool(obs.ok and obs.backend in ready)
-            cell = reachability.Cell.REACHED if answered else reachability.cell_of(obs)
+            mark = reachability.Mark.REACHED if answered else reachability.mark_of(obs)
             if obs.ok and not answered:  # an answer, but not from a ready backend of this Service
-                cell = reachability.Cell.BLOCKED
-            observed.set(node, column, cell, note=obs.summary() + f"; ready backends {sorted(ready)}",
+                mark = reachability.Mark.BLOCKED
+            observed.set(node, column, mark, note=obs.summary() + f"; ready backends {sorted(ready)}",
                          command=obs.command)
         last[:] = [reachability.compare(expected, observed)]
         return last[0].ok, last[0].render()

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from fixtures import charts, reachability
+from fixtures.backendchecks import backends_check
 from fixtures.expectations.model import Endpoint, endpoints_from_slices
 from fixtures.expectations.slices import (
     MANAGED_BY_LABEL,
@@ -27,7 +28,6 @@ from fixtures.kube import Kube, PodInfo
 from fixtures.poll import hold_for, wait_until
 from fixtures.probes import Vantage, pod_vantage
 from fixtures.providers.base import ClusterFacts
-from fixtures.servicetraffic import backends_check
 from fixtures.timeouts import CONTROLLER_HANDS_OFF_WINDOW, ENDPOINTS_TIMEOUT, KUBE_PROXY_ENDPOINT_LAG_TIMEOUT
 
 pytestmark = pytest.mark.selectorless
@@ -112,7 +112,7 @@ class Selectorless:
             f"{what}: TCP {ip}:{HTTP_PORT} (service {self.namespace}/{self.service}) must reach exactly "
             f"{', '.join(f'{e.name} ({e.ip})' for e in written.values())}"
         )
-        # One in-pod loop per client per look (fixtures.servicetraffic.LOOP_DURATION_S): a proxy
+        # One in-pod loop per client per look (fixtures.backendchecks.LOOP_DURATION_S): a proxy
         # still (or wrongly) sending to the other backend of two is seen within a few tries.
         check = backends_check(title, self.clients, ip, HTTP_PORT, expected=dict.fromkeys(self.clients, want),
                                columns=names)

@@ -3,23 +3,15 @@ and UDP, ``spec.externalIPs``, the ``service.kubernetes.io/service-proxy-name`` 
 client pod's own IP as the backends see it.
 
 One module-scoped release (3 backends spread over the nodes, a client pod on every node)
-whose extra Services all select its backends:
-
-* ``dual-proto``: port 53 over TCP (to agnhost's HTTP port) and over UDP (to its UDP port);
-* ``proxied`` / ``unproxied`` / ``toggled``: identical ClusterIP Services, the last two
-  labelled ``service.kubernetes.io/service-proxy-name`` for a proxy that does not exist; a
-  check removes the label from ``toggled``;
-* ``external``: ClusterIP with one ``externalIP`` per node, picked on the nodes' network
-  where nobody uses them (on kind ``172.18.255.0/24``, see fixtures.hostnet).
-
-and a second release of host-network client pods (fixtures.nodeclients): the vantage points
+whose extra Services (:func:`extra_services`) all select its backends; the ``externalIPs``
+are addresses nobody uses on the nodes' network (fixtures.hostnet), one per node.  And a
+second release of host-network client pods (fixtures.nodeclients): the vantage points
 *on* the nodes.  Family ``clusterip`` throughout: every check here is about how the proxy
 serves a Service's virtual IPs, and ``externalIPs`` are, like the ClusterIP, virtual IPs of a
 ClusterIP Service the proxy translates on every node (no nodePort is involved).
 
-Extended (reports/profiles.py): external IPs (its ``external-ips`` rule), the client-IP check
-and the proxy-name label (listed in ``EXTENDED_IDS``: upstream e2e checks both outside
-Conformance).  One port over TCP and UDP is Core (upstream Conformance since 1.29).
+The Extended checks say why in their markers; one port over TCP and UDP is Core (upstream
+Conformance since 1.29).
 """
 
 from __future__ import annotations
@@ -32,12 +24,12 @@ from typing import Any
 import pytest
 
 from fixtures import hostnet, nodeclients, reachability
+from fixtures.backendchecks import backends_by_client
 from fixtures.concurrency import run_all, run_matrix
 from fixtures.expectations.clusterip import saw_client_ip
 from fixtures.jig import ServiceJig, tweaks
 from fixtures.probes import Vantage, http_from_host, http_get
 from fixtures.probes.clientip import ClientIpLoop, clientip_loop
-from fixtures.servicetraffic import backends_by_client
 from fixtures.timeouts import KUBE_PROXY_ENDPOINT_LAG_TIMEOUT, KUBE_PROXY_SERVICE_SYNC_TIMEOUT
 
 pytestmark = pytest.mark.clusterip
@@ -182,17 +174,17 @@ def test_one_port_number_over_tcp_and_udp_reaches_the_backends_on_both_protocols
                 g = per_client.get(node)
                 seen = None if g is None else g.seen
                 for b in sorted(set(ready) | set(seen or ())):
-                    cell = (
-                        reachability.Cell.UNKNOWN
+                    mark = (
+                        reachability.Mark.UNKNOWN
                         if seen is None
-                        else reachability.Cell.REACHED
+                        else reachability.Mark.REACHED
                         if b in seen
-                        else reachability.Cell.BLOCKED
+                        else reachability.Mark.BLOCKED
                     )
                     observed.set(
                         node,
                         f"{proto} {DUAL_PORT} {b}",
-                        cell,
+                        mark,
                         note=g.note if g else str(res),
                         command=g.command if g else "",
                     )
@@ -357,14 +349,14 @@ def test_backends_see_the_client_pod_ip_through_the_cluster_ip(features):
             for column, backend in columns.items():
                 seen = None if seen_by is None else seen_by.get(backend)
                 verdict = saw_client_ip(client_ips[node], seen)
-                cell = (reachability.Cell.UNKNOWN if verdict is None
-                        else reachability.Cell.REACHED if verdict else reachability.Cell.BLOCKED)
+                mark = (reachability.Mark.UNKNOWN if verdict is None
+                        else reachability.Mark.REACHED if verdict else reachability.Mark.BLOCKED)
                 if isinstance(loop, ClientIpLoop):
                     note = f"saw {sorted(seen)}" if seen else f"not reached in {len(loop.tries)} tries"
                     command = loop.command
                 else:
                     note, command = loop.summary(), ""
-                observed.set(node, column, cell, note=note, command=command)
+                observed.set(node, column, mark, note=note, command=command)
         cmp = reachability.compare(expected, observed)
         return cmp.ok, cmp.render()
 

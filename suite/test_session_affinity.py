@@ -2,15 +2,7 @@
 it on a live Service, and ClientIP affinity of a NodePort reached from outside the cluster.
 
 One module-scoped release (3 backends spread over the nodes, a client pod on every node)
-with three Services on the same backends, each used by one check:
-
-* ``timeout``: ClusterIP, ``sessionAffinity: ClientIP``, ``timeoutSeconds`` short
-  (SESSION_AFFINITY_TIMEOUT);
-* ``switch``: ClusterIP, starts with ``sessionAffinity: None``; the check flips it;
-* ``sticky-np``: NodePort, ``sessionAffinity: ClientIP`` (default timeout, 3 h).
-
-All three are the ``affinity`` family (Core by default: ClientIP affinity is upstream
-Conformance); the timeout check is Extended, as its marker says (timeoutSeconds is not).
+with three Services on the same backends (:func:`extra_services`), one per check.
 """
 
 from __future__ import annotations
@@ -21,6 +13,7 @@ from collections.abc import Callable
 import pytest
 
 from fixtures import outside, reachability
+from fixtures.backendchecks import LOOP_TRY_TIMEOUT_S, ClientBackends, backends_by_client, backends_check
 from fixtures.concurrency import run_all
 from fixtures.expectations.clusterip import affinity_expiry_problem, session_affinity_problems
 from fixtures.expectations.model import TrafficPolicy
@@ -29,7 +22,6 @@ from fixtures.hostnet import source_address_towards
 from fixtures.jig import ServiceJig, tweaks
 from fixtures.observations import HttpReply
 from fixtures.probes import sample_loop
-from fixtures.servicetraffic import LOOP_TRY_TIMEOUT_S, ClientBackends, backends_by_client, backends_check
 from fixtures.timeouts import (
     KUBE_PROXY_ENDPOINT_LAG_TIMEOUT,
     KUBE_PROXY_SERVICE_SYNC_TIMEOUT,
@@ -109,7 +101,7 @@ def affinity_of(jig: ServiceJig, service: str) -> str:
 
 
 def answers_from_every_client(jig: ServiceJig, host: str, port: int, title: str) -> dict[str, ClientBackends]:
-    """A burst of tries (servicetraffic.LOOP_DURATION_S) from every client, once every client
+    """A burst of tries (backendchecks.LOOP_DURATION_S) from every client, once every client
     got at least one answer (the data plane may still be programming the Service)."""
     observed: dict[str, ClientBackends] = {}
 

@@ -21,13 +21,13 @@ from collections.abc import Iterator, Sequence
 import pytest
 
 from fixtures import reachability
+from fixtures.backendchecks import backends_check
 from fixtures.expectations.model import TrafficPolicy
 from fixtures.expectations.slices import describe_endpoints, endpoint_problems, expected_pod_endpoints
 from fixtures.expectations.traffic import clusterip_backends
 from fixtures.jig import ServiceJig, tweaks
 from fixtures.kube import PodInfo
 from fixtures.poll import wait_until
-from fixtures.servicetraffic import backends_check
 from fixtures.terminating import (
     drain_all,
     force_delete_backends,

@@ -26,6 +26,7 @@ from collections.abc import Iterator, Sequence
 import pytest
 
 from fixtures import outside, reachability
+from fixtures.backendchecks import node_column
 from fixtures.concurrency import run_matrix
 from fixtures.expectations.model import Endpoint, Service, TrafficPolicy
 from fixtures.expectations.traffic import (
@@ -38,7 +39,6 @@ from fixtures.ingress import health_check_passes
 from fixtures.jig import ServiceJig
 from fixtures.kube import PodInfo
 from fixtures.probes import http_get
-from fixtures.servicetraffic import node_column
 from fixtures.terminating import (
     AnsweredBy,
     drain_all,

@@ -21,6 +21,7 @@ from __future__ import annotations
 import pytest
 
 from fixtures import reachability
+from fixtures.backendchecks import backends_by_client
 from fixtures.expectations.topology import (
     TRAFFIC_DISTRIBUTIONS,
     ZONE_LABEL,
@@ -31,7 +32,6 @@ from fixtures.expectations.topology import (
 from fixtures.jig import ServiceJig, tweaks
 from fixtures.kube import Kube
 from fixtures.poll import wait_until
-from fixtures.servicetraffic import backends_by_client
 from fixtures.timeouts import ENDPOINTS_TIMEOUT, KUBE_PROXY_ENDPOINT_LAG_TIMEOUT
 
 #: Extended as a family: trafficDistribution is a hint an implementation may ignore.

@@ -17,7 +17,7 @@ from fixtures.expectations.slices import (
 )
 from fixtures.expectations.traffic import nodeport_from_pod_answers
 from fixtures.observations import ErrorKind, HttpReply, Unknown
-from fixtures.reachability import Cell, cell_of
+from fixtures.reachability import Mark, mark_of
 from fixtures.terminating import AnsweredBy
 
 
@@ -150,14 +150,14 @@ def reply(backend: str | None, client_ip: str | None = None, ok: bool = True,
 
 def test_answered_by_counts_only_the_expected_backend_and_source() -> None:
     want = frozenset({"b0"})
-    assert cell_of(AnsweredBy(reply("b0"), want)) is Cell.REACHED
+    assert mark_of(AnsweredBy(reply("b0"), want)) is Mark.REACHED
     stranger = AnsweredBy(reply("other"), want)
-    assert cell_of(stranger) is Cell.BLOCKED
+    assert mark_of(stranger) is Mark.BLOCKED
     assert "answered by other, not by ['b0']" in stranger.summary()
     snat = AnsweredBy(reply("b0", "10.244.1.1"), want, "172.18.0.1")
-    assert cell_of(snat) is Cell.BLOCKED
+    assert mark_of(snat) is Mark.BLOCKED
     assert "saw 10.244.1.1, not the client's 172.18.0.1" in snat.summary()
-    assert cell_of(AnsweredBy(reply("b0", "172.18.0.1"), want, "172.18.0.1")) is Cell.REACHED
-    assert cell_of(AnsweredBy(reply(None, ok=False, kind=ErrorKind.REFUSED), want)) is Cell.BLOCKED
-    assert cell_of(AnsweredBy(Unknown("x", "boom"), want)) is Cell.UNKNOWN
+    assert mark_of(AnsweredBy(reply("b0", "172.18.0.1"), want, "172.18.0.1")) is Mark.REACHED
+    assert mark_of(AnsweredBy(reply(None, ok=False, kind=ErrorKind.REFUSED), want)) is Mark.BLOCKED
+    assert mark_of(AnsweredBy(Unknown("x", "boom"), want)) is Mark.UNKNOWN
     assert AnsweredBy(reply("b0"), want).command == "curl ..."

@@ -1,5 +1,5 @@
 """Judging helpers the suite calls (moved out of suite/, issue 17 item 3): a DNS lookup's
-table cell (:func:`fixtures.expectations.dns.judge_lookup`) and a reachability cell that
+table mark (:func:`fixtures.expectations.dns.judge_lookup`) and a reachability observation that
 counts only answers from ready endpoints (:class:`fixtures.expectations.traffic.FromBackend`)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from fixtures.expectations.traffic import FromBackend
 from fixtures.observations import ErrorKind, HttpReply, Sample, Timeline
 from fixtures.probes.udp_socket import UdpLoop
 
-Cell = reachability.Cell
+Mark = reachability.Mark
 RESOLVABLE = ExpectedLookup("web.ns1.svc.cluster.local", "A", resolvable=True, addresses=frozenset({"10.96.0.5"}))
 NXDOMAIN = ExpectedLookup("nope.ns1.svc.cluster.local", "A", resolvable=False)
 
@@ -20,28 +20,28 @@ NXDOMAIN = ExpectedLookup("nope.ns1.svc.cluster.local", "A", resolvable=False)
 # --------------------------------------------------------------------------- judge_lookup
 
 
-@pytest.mark.parametrize(("expected", "problems", "answered", "cell"), [
-    (RESOLVABLE, [], True, Cell.REACHED),  # resolved as promised
-    (RESOLVABLE, ["NXDOMAIN, expected 10.96.0.5"], True, Cell.BLOCKED),  # promised, not resolved
-    (NXDOMAIN, [], True, Cell.BLOCKED),  # NXDOMAIN as promised: the cell the expected table has
-    (NXDOMAIN, ["found 10.0.0.1, expected NXDOMAIN"], True, Cell.REACHED),  # resolved, must not
-    (RESOLVABLE, ["timed out"], False, Cell.UNKNOWN),  # nothing answered: unknown either way
-    (NXDOMAIN, [], False, Cell.UNKNOWN),
+@pytest.mark.parametrize(("expected", "problems", "answered", "mark"), [
+    (RESOLVABLE, [], True, Mark.REACHED),  # resolved as promised
+    (RESOLVABLE, ["NXDOMAIN, expected 10.96.0.5"], True, Mark.BLOCKED),  # promised, not resolved
+    (NXDOMAIN, [], True, Mark.BLOCKED),  # NXDOMAIN as promised: the mark the expected table has
+    (NXDOMAIN, ["found 10.0.0.1, expected NXDOMAIN"], True, Mark.REACHED),  # resolved, must not
+    (RESOLVABLE, ["timed out"], False, Mark.UNKNOWN),  # nothing answered: unknown either way
+    (NXDOMAIN, [], False, Mark.UNKNOWN),
 ])
 def test_a_lookup_cell_is_the_promise_without_problems_and_its_opposite_with_them(
-    expected: ExpectedLookup, problems: list[str], answered: bool, cell: Cell
+    expected: ExpectedLookup, problems: list[str], answered: bool, mark: Mark
 ) -> None:
     outcome = judge_lookup(expected, problems, answered, "seen", "kubectl exec c -- dig web")
-    assert outcome.cell is cell
+    assert outcome.mark is mark
     assert outcome.command == "kubectl exec c -- dig web"
-    want = reachability.expected_cell(expected.resolvable)
-    assert (outcome.cell == want) == (answered and not problems)
+    want = reachability.expected_mark(expected.resolvable)
+    assert (outcome.mark == want) == (answered and not problems)
 
 
 def test_a_lookup_note_puts_the_problems_before_what_was_seen() -> None:
     ok = judge_lookup(RESOLVABLE, [], True, "NOERROR A 10.96.0.5", "dig")
     bad = judge_lookup(RESOLVABLE, ["no A records", "TTL 0"], True, "NOERROR", "dig")
-    assert ok == LookupOutcome(Cell.REACHED, "NOERROR A 10.96.0.5", "dig")
+    assert ok == LookupOutcome(Mark.REACHED, "NOERROR A 10.96.0.5", "dig")
     assert bad.note == "no A records; TTL 0 [NOERROR]"
 
 
@@ -74,9 +74,9 @@ READY = frozenset({"web-a", "web-b"})
     (udp(None, None), False),  # every try unanswered: blocked
 ])
 def test_only_an_answer_from_a_ready_endpoint_counts_as_reached(obs: object, reached: bool | None) -> None:
-    cell = FromBackend(obs, READY)
-    assert cell.reached is reached
-    assert reachability.cell_of(cell) is {True: Cell.REACHED, False: Cell.BLOCKED, None: Cell.UNKNOWN}[reached]
+    judged = FromBackend(obs, READY)
+    assert judged.reached is reached
+    assert reachability.mark_of(judged) is {True: Mark.REACHED, False: Mark.BLOCKED, None: Mark.UNKNOWN}[reached]
 
 
 def test_from_backend_names_who_answered_and_the_strangers() -> None:

@@ -8,14 +8,14 @@ from fixtures import reachability
 from fixtures.expectations import Endpoint, TrafficPolicy, backend_matrix, nodeport_answering_nodes
 from fixtures.observations import ErrorKind, HttpReply, Unknown
 from fixtures.reachability import (
-    Cell,
+    Mark,
     ReachabilityCheck,
     Table,
     backend_table,
-    cell_of,
     compare,
     expected_backend_table,
     expected_table,
+    mark_of,
     observed_table,
 )
 from fixtures.reachability import _column_keys as column_keys
@@ -37,12 +37,12 @@ def reply(ok: bool, kind: ErrorKind | None = None, cmd: str = "") -> HttpReply:
 
 
 def test_cells_from_observations() -> None:
-    assert cell_of(reply(True)) is Cell.REACHED
-    assert cell_of(reply(False, ErrorKind.REFUSED)) is Cell.BLOCKED
-    assert cell_of(reply(False, ErrorKind.TIMEOUT)) is Cell.BLOCKED
-    assert cell_of(reply(False, ErrorKind.EXEC)) is Cell.UNKNOWN
-    assert cell_of(Unknown(target="x", error="boom")) is Cell.UNKNOWN
-    assert cell_of(None) is Cell.UNKNOWN
+    assert mark_of(reply(True)) is Mark.REACHED
+    assert mark_of(reply(False, ErrorKind.REFUSED)) is Mark.BLOCKED
+    assert mark_of(reply(False, ErrorKind.TIMEOUT)) is Mark.BLOCKED
+    assert mark_of(reply(False, ErrorKind.EXEC)) is Mark.UNKNOWN
+    assert mark_of(Unknown(target="x", error="boom")) is Mark.UNKNOWN
+    assert mark_of(None) is Mark.UNKNOWN
 
 
 def test_column_keys() -> None:
@@ -64,8 +64,8 @@ def test_nodeport_local_table_mismatch_names_the_cell_and_the_command() -> None:
     cmp = compare(expected, observed)
     assert not cmp.ok
     assert [(m.row, m.column, m.expected, m.observed) for m in cmp.mismatches] == [
-        ("host", "cp", Cell.BLOCKED, Cell.REACHED),
-        ("host", "w2", Cell.REACHED, Cell.BLOCKED),
+        ("host", "cp", Mark.BLOCKED, Mark.REACHED),
+        ("host", "w2", Mark.REACHED, Mark.BLOCKED),
     ]
     text = cmp.render()
     lines = text.splitlines()
@@ -85,14 +85,14 @@ def test_unknown_never_matches_and_any_is_skipped() -> None:
     )
     cmp = compare(expected, observed)
     assert len(cmp.mismatches) == 1
-    assert cmp.mismatches[0].observed is Cell.UNKNOWN
+    assert cmp.mismatches[0].observed is Mark.UNKNOWN
     assert "probe error: pod gone" in cmp.render()
 
 
 def test_matching_tables() -> None:
     t = expected_table("t", ["a"], ["x"], lambda r, c: True)
     o = Table("t", [], [])
-    o.set("a", "x", Cell.REACHED)
+    o.set("a", "x", Mark.REACHED)
     cmp = compare(t, o)
     assert cmp.ok
     assert cmp.render().endswith("tables match")
@@ -128,7 +128,7 @@ def test_reachability_check_records_every_try() -> None:
 
     def observe() -> Table:
         t = Table("t", [], [])
-        t.set("a", "x", Cell.REACHED if next(answers) else Cell.BLOCKED)
+        t.set("a", "x", Mark.REACHED if next(answers) else Mark.BLOCKED)
         return t
 
     check = ReachabilityCheck(expected, observe)
