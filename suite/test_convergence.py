@@ -314,82 +314,89 @@ def test_a_service_is_served_on_every_node_once_created_and_rejected_once_delete
     assert not problems, "\n".join(problems)
 
 
+def endpoint_scenario(
+    jig: ServiceJig, replicas: int, tag: str, change: Callable[[int], Event], after: str, *,
+    name: str, kind: str, scenario: str, ceiling: float, record: Callable[..., Any],
+) -> None:
+    """Reset to ``replicas`` ready backends, sample the ClusterIP from every node while
+    ``change(step)`` (step 1..CHANGES_PER_SCENARIO) makes one change, waits for the
+    endpoints to show it and returns its event; then judge the samples (:func:`judge`)."""
+    reset(jig, replicas)
+    ip = jig.cluster_ip()
+    events: list[Event] = []
+    with Sampling(jig, dict.fromkeys(jig.clients(), (ip, 80)), tag=tag) as sampling:
+        for step in range(1, CHANGES_PER_SCENARIO + 1):
+            events.append(change(step))
+        wait_backends_match_endpoints(jig, ip, 80, title=f"TCP {ip}:80 after {after}")
+        sampling.wait_observed(events)
+        timelines = sampling.stop()
+    # each event's window stays open: a deleted pod never comes back, an unready one stays
+    # unready (the next test resets), new backends stay until the end
+    measurements = convergence.measure_all(timelines, events)
+    judge(name, kind, scenario, measurements, ceiling=ceiling, record=record, sampling=sampling)
+
+
 def test_traffic_stops_reaching_a_deleted_pod_on_every_node_within_the_ceiling(
     conv_jig: ServiceJig, kube: Kube, convergence_ceiling: float, record_measurement
 ):
     jig = conv_jig
-    reset(jig, BACKENDS)
-    ip = jig.cluster_ip()
-    events: list[Event] = []
-    with Sampling(jig, dict.fromkeys(jig.clients(), (ip, 80)), tag="poddel") as sampling:
-        for _ in range(CHANGES_PER_SCENARIO):
-            victim = sorted(ready_backend_names(jig))[0]
-            t = delete_pod(kube, jig.namespace, victim)
-            events.append(Event("pod deleted", t, Outcome.GONE, backend=victim))
-            wait_ready_backends(jig, f"{victim} replaced in the endpoints of {jig.namespace}/{jig.name}",
-                                without(victim, count=BACKENDS))
-        wait_backends_match_endpoints(jig, ip, 80, title=f"TCP {ip}:80 after deleting pods")
-        sampling.wait_observed(events)
-        timelines = sampling.stop()
-    measurements = convergence.measure_all(timelines, events)  # a deleted pod never comes back
-    judge("pod_deleted_to_no_traffic", "endpoint removed (pod deleted)",
-          "pod deleted -> no more traffic to it", measurements,
-          ceiling=convergence_ceiling, record=record_measurement, sampling=sampling)
+
+    def delete_one(step: int) -> Event:
+        victim = sorted(ready_backend_names(jig))[0]
+        t = delete_pod(kube, jig.namespace, victim)
+        wait_ready_backends(jig, f"{victim} replaced in the endpoints of {jig.namespace}/{jig.name}",
+                            without(victim, count=BACKENDS))
+        return Event("pod deleted", t, Outcome.GONE, backend=victim)
+
+    endpoint_scenario(jig, BACKENDS, "poddel", delete_one, "deleting pods",
+                      name="pod_deleted_to_no_traffic", kind="endpoint removed (pod deleted)",
+                      scenario="pod deleted -> no more traffic to it",
+                      ceiling=convergence_ceiling, record=record_measurement)
 
 
 def test_traffic_stops_reaching_a_pod_that_fails_readiness_on_every_node_within_the_ceiling(
     conv_jig: ServiceJig, convergence_ceiling: float, record_measurement
 ):
     jig = conv_jig
-    reset(jig, UNREADY_BACKENDS)
-    ip = jig.cluster_ip()
-    events: list[Event] = []
-    # No reset afterwards: a failure's diagnostics show the unready pods; the next test resets.
-    with Sampling(jig, dict.fromkeys(jig.clients(), (ip, 80)), tag="unready") as sampling:
-        for _ in range(CHANGES_PER_SCENARIO):  # 3 of 4: one stays ready
-            ready = sorted(ready_backend_names(jig))
-            victim = next(p for p in jig.backend_pods() if p.name == ready[0])
-            t = time.time()
-            jig.set_ready(victim, False)
-            events.append(Event("readiness failed", t, Outcome.GONE, backend=victim.name))
-            gone = victim.name
-            wait_ready_backends(jig, f"{gone} unready in the endpoints of {jig.namespace}/{jig.name}",
-                                without(gone))
-        wait_backends_match_endpoints(jig, ip, 80, title=f"TCP {ip}:80 after readiness failures")
-        sampling.wait_observed(events)
-        timelines = sampling.stop()
-    measurements = convergence.measure_all(timelines, events)
-    judge("readiness_failed_to_no_traffic", "readiness lost",
-          "readiness failed -> no more traffic to the pod", measurements,
-          ceiling=convergence_ceiling, record=record_measurement, sampling=sampling)
+
+    # 3 of 4 turn unready: one stays ready.  No reset afterwards: a failure's diagnostics
+    # show the unready pods; the next test resets.
+    def fail_readiness(step: int) -> Event:
+        ready = sorted(ready_backend_names(jig))
+        victim = next(p for p in jig.backend_pods() if p.name == ready[0])
+        t = time.time()
+        jig.set_ready(victim, False)
+        wait_ready_backends(jig, f"{victim.name} unready in the endpoints of {jig.namespace}/{jig.name}",
+                            without(victim.name))
+        return Event("readiness failed", t, Outcome.GONE, backend=victim.name)
+
+    endpoint_scenario(jig, UNREADY_BACKENDS, "unready", fail_readiness, "readiness failures",
+                      name="readiness_failed_to_no_traffic", kind="readiness lost",
+                      scenario="readiness failed -> no more traffic to the pod",
+                      ceiling=convergence_ceiling, record=record_measurement)
 
 
 def test_a_new_backend_receives_traffic_from_every_node_after_scale_up_within_the_ceiling(
     conv_jig: ServiceJig, convergence_ceiling: float, record_measurement
 ):
     jig = conv_jig
-    reset(jig, SCALE_FROM)
-    ip = jig.cluster_ip()
-    events: list[Event] = []
-    with Sampling(jig, dict.fromkeys(jig.clients(), (ip, 80)), tag="scaleup") as sampling:
-        for step in range(1, CHANGES_PER_SCENARIO + 1):
-            before = {p.name for p in jig.backend_pods()}
-            replicas = SCALE_FROM + step
-            t = time.time()
-            jig.scale(replicas, wait=False)
-            names = wait_ready_backends(jig, f"{replicas} ready endpoints of {jig.namespace}/{jig.name}",
-                                        exactly(replicas))
-            new = sorted(names - before)
-            assert len(new) == 1, f"scaling to {replicas} should add one backend; endpoints gained {new}"
-            events.append(Event("scale-up", t, Outcome.SERVED, backend=new[0],
-                                label=f"{new[0]} (replicas {replicas - 1} -> {replicas}, incl. pod start)"))
-        wait_backends_match_endpoints(jig, ip, 80, title=f"TCP {ip}:80 after scaling up")
-        sampling.wait_observed(events)
-        timelines = sampling.stop()
-    measurements = convergence.measure_all(timelines, events)  # new backends stay until the end
-    judge("scale_up_to_new_backend_served", "endpoint added (scale-up)",
-          "scale-up -> the new backend receives traffic", measurements,
-          ceiling=convergence_ceiling, record=record_measurement, sampling=sampling)
+
+    def scale_up(step: int) -> Event:
+        before = {p.name for p in jig.backend_pods()}
+        replicas = SCALE_FROM + step
+        t = time.time()
+        jig.scale(replicas, wait=False)
+        names = wait_ready_backends(jig, f"{replicas} ready endpoints of {jig.namespace}/{jig.name}",
+                                    exactly(replicas))
+        new = sorted(names - before)
+        assert len(new) == 1, f"scaling to {replicas} should add one backend; endpoints gained {new}"
+        return Event("scale-up", t, Outcome.SERVED, backend=new[0],
+                     label=f"{new[0]} (replicas {replicas - 1} -> {replicas}, incl. pod start)")
+
+    endpoint_scenario(jig, SCALE_FROM, "scaleup", scale_up, "scaling up",
+                      name="scale_up_to_new_backend_served", kind="endpoint added (scale-up)",
+                      scenario="scale-up -> the new backend receives traffic",
+                      ceiling=convergence_ceiling, record=record_measurement)
 
 
 # --------------------------------------------------------------------------- white-box

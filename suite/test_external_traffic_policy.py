@@ -21,7 +21,7 @@ from fixtures.expectations.model import Service, TrafficPolicy
 from fixtures.expectations.traffic import health_check_statuses, nodeport_answering_nodes, nodeport_source
 from fixtures.hostnet import source_address_towards
 from fixtures.ingress import IngressExpectation, NodeTry, health_check_passes, ingress_report
-from fixtures.jig import ServiceJig, by_node
+from fixtures.jig import ServiceJig, by_node, etp_local_and_cluster
 from fixtures.timeouts import KUBE_PROXY_SERVICE_SYNC_TIMEOUT
 
 pytestmark = pytest.mark.etp
@@ -46,29 +46,8 @@ def etp(module_namespace, kube, cluster_facts) -> ServiceJig:
     worker = cluster_facts.workers[0].name
 
     def tweak(values: dict) -> None:
-        values["backend"].update(replicas=1, nodes=[worker])
-        values["service"].update(
-            type="LoadBalancer",
-            externalTrafficPolicy="Local",
-            allocateLoadBalancerNodePorts=True,
-            ports=[{"name": "http", "port": HTTP_PORT, "targetPort": "http", "protocol": "TCP"}],
-        )
-        values["extraServices"] = [
-            {
-                "name": CLUSTER_SERVICE,
-                "spec": {
-                    "type": "NodePort",
-                    "externalTrafficPolicy": "Cluster",
-                    # the chart's backend selector (svcc.backendSelector) for release LOCAL_SERVICE
-                    "selector": {
-                        "app.kubernetes.io/name": "service-selectors",
-                        "app.kubernetes.io/instance": LOCAL_SERVICE,
-                        "app.kubernetes.io/component": "backend",
-                    },
-                    "ports": [{"name": "http", "port": HTTP_PORT, "targetPort": "http", "protocol": "TCP"}],
-                },
-            }
-        ]
+        etp_local_and_cluster(values, worker=worker, local=LOCAL_SERVICE, cluster=CLUSTER_SERVICE,
+                              port=HTTP_PORT)
 
     jig = ServiceJig.install(kube, cluster_facts, module_namespace(), name=LOCAL_SERVICE, clients=False,
                              tweak=tweak)

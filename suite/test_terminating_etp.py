@@ -36,7 +36,7 @@ from fixtures.expectations.traffic import (
 )
 from fixtures.hostnet import source_address_towards
 from fixtures.ingress import health_check_passes
-from fixtures.jig import ServiceJig
+from fixtures.jig import ServiceJig, etp_local_and_cluster
 from fixtures.kube import PodInfo
 from fixtures.probes import http_get
 from fixtures.terminating import (
@@ -54,7 +54,6 @@ pytestmark = pytest.mark.etp
 LOCAL = "local"
 CLUSTER = "cluster"
 HTTP_PORT = 80
-HTTP = {"name": "http", "port": HTTP_PORT, "targetPort": "http", "protocol": "TCP"}
 #: A node that must not answer drops the SYN (Local, no local endpoint); on a kind bridge a
 #: SYN-ACK takes well under a millisecond, so 1 s tells "no answer" from a loaded host.
 NO_ANSWER_CONNECT_TIMEOUT_S = 1.0
@@ -68,15 +67,8 @@ def etp(module_namespace, kube, cluster_facts) -> ServiceJig:
     worker = cluster_facts.workers[0].name
 
     def tweak(values: dict) -> None:
-        values["backend"].update(replicas=1, nodes=[worker])
+        etp_local_and_cluster(values, worker=worker, local=LOCAL, cluster=CLUSTER, port=HTTP_PORT)
         slow_draining_backends(values)
-        values["service"].update(type="LoadBalancer", externalTrafficPolicy="Local",
-                                 allocateLoadBalancerNodePorts=True, ports=[HTTP])
-        values["extraServices"] = [{"name": CLUSTER, "spec": {
-            "type": "NodePort", "externalTrafficPolicy": "Cluster", "ports": [HTTP],
-            # the chart's backend selector (svcc.backendSelector) for release LOCAL
-            "selector": {"app.kubernetes.io/name": "service-selectors", "app.kubernetes.io/instance": LOCAL,
-                         "app.kubernetes.io/component": "backend"}}}]
 
     jig = ServiceJig.install(kube, cluster_facts, module_namespace(), name=LOCAL, tweak=tweak)
     jig.wait_ready_endpoints(name=CLUSTER, count=1)
