@@ -210,6 +210,10 @@ def test_min_sync_period_detection() -> None:
     assert configured_min_sync_period("iptables", kube_proxy(), [configmap(conf)]) == (
         1.0, "not configured: kube-proxy's default for iptables")
     assert configured_min_sync_period("ipvs", kube_proxy(), [])[0] == 0.0
+    # kubeadm writes zero values out; kube-proxy defaults them to 1 s for iptables/nftables
+    assert configured_min_sync_period("nftables", kube_proxy(), [configmap(conf + "nftables:\n  minSyncPeriod: 0s\n")]) \
+        == (1.0, "kube-proxy ConfigMap kube-proxy nftables.minSyncPeriod: 0s (0 means kube-proxy's default, 1 s)")
+    assert configured_min_sync_period("ipvs", kube_proxy(), [configmap(conf + "ipvs:\n  minSyncPeriod: 0s\n")])[0] == 0.0
     assert configured_min_sync_period("none", None, []) == (None, "no kube-proxy: no minSyncPeriod")
     value, evidence = configured_min_sync_period("iptables", kube_proxy(), [configmap(conf + "iptables:\n  minSyncPeriod: soon\n")])
     assert value is None
