@@ -346,8 +346,7 @@ def _comparison(cells: Sequence[Cell]) -> str:
             by_kind.setdefault(change.kind, []).append((c.key, change))
     if not by_kind:
         return ""
-    order = [k for c in cells for k in (ch.kind for ch in convergence_of(c).changes)]
-    kinds = sorted(by_kind, key=order.index)
+    kinds = list(by_kind)  # in the order they first appear across the cells
     series = [Series(label=cell_key, samples=ch.view.samples, p50=ch.overall.p50, p90=ch.overall.p90,
                      max=ch.overall.max, group=kind)
               for kind in kinds for cell_key, ch in by_kind[kind]]

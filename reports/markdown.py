@@ -194,7 +194,8 @@ def _convergence(cells: Sequence[Cell]) -> list[str]:
     """Per change kind and node: n, p50/p90/p99/max and resolution; kube-proxy's histogram
     as the buckets holding p50/p99; the budgets and baseline changes."""
     out: list[str] = []
-    changes = [(c, ch) for c in cells for ch in convergence_of(c).changes]
+    views = [(c, convergence_of(c)) for c in cells]
+    changes = [(c, ch) for c, conv in views for ch in conv.changes]
     if changes:
         out += ["### Convergence", "",
                 "Delay from the API request until a node's sampling loop showed the change "
@@ -209,7 +210,7 @@ def _convergence(cells: Sequence[Cell]) -> list[str]:
                            + (f"**{row.label}**" if i == 0 else f"`{cell_text(row.label)}`")
                            + f" | {row.n} | " + " | ".join(vals) + f" | {res if i == 0 else ''} |")
         out.append("")
-    hists = [(c, h) for c in cells for h in convergence_of(c).histograms]
+    hists = [(c, h) for c, conv in views for h in conv.histograms]
     if hists:
         out += ["kube-proxy's own histograms over the convergence family (a percentile is known only "
                 "to lie in its bucket (lower, upper]):", "",
