@@ -7,7 +7,9 @@ gives one sample per node: the time from the API request until the tries show it
 results.json and every one must be within ``--convergence-ceiling``.
 
 White-box: kube-proxy's own histograms (network programming latency and rule-sync
-duration) scraped on every node before and after the family, recorded beside them.
+duration) scraped on every node before and after the family, recorded beside them: read
+from each node's network namespace (``docker exec`` on kind nodes, else the hostNetwork
+vantage pods) at the address kube-proxy is configured with.
 
 The Service-lifecycle scenario samples a *NodePort* on the client's own node, not a
 ClusterIP: before a Service exists (and after it is gone) nothing on the node handles its
@@ -31,7 +33,7 @@ from fixtures.concurrency import Background, run_all
 from fixtures.convergence import Event, Measurement, Outcome
 from fixtures.jig import ServiceJig
 from fixtures.kube import ApiError, Kube
-from fixtures.nodemetrics import kube_proxy_metrics_unavailable, scrape_all
+from fixtures.nodemetrics import KubeProxyMetrics
 from fixtures.observations import MetricSamples, Timeline, Unknown
 from fixtures.poll import WaitTimeout, wait_until
 from fixtures.probes import (
@@ -41,9 +43,9 @@ from fixtures.probes import (
     loopctl,
     sample_loop,
 )
-from fixtures.probes.metrics import histogram_delta, metrics_host, summarize
+from fixtures.probes.metrics import histogram_delta, summarize
 from fixtures.probes.sampling import peek_loop
-from fixtures.providers.base import ClusterFacts, Provider
+from fixtures.providers.base import ClusterFacts
 from fixtures.timeouts import (
     CONVERGENCE_SAMPLING_WINDOW,
     ENDPOINTS_TIMEOUT,
@@ -222,12 +224,10 @@ def events_in_windows(events: list[Event]) -> list[Event]:
 
 
 @pytest.fixture(scope="module")
-def metrics_before(cluster: Provider, cluster_facts: ClusterFacts) -> dict[str, MetricSamples | Unknown]:
+def metrics_before(kube_proxy_metrics: KubeProxyMetrics) -> dict[str, MetricSamples | Unknown]:
     """kube-proxy's metrics on every node before the family changes anything (none where
     they cannot be read: the metrics test then skips with the reason)."""
-    if kube_proxy_metrics_unavailable(cluster, cluster_facts):
-        return {}
-    return scrape_all(cluster, cluster_facts)
+    return kube_proxy_metrics.scrape_all()
 
 
 @pytest.fixture(scope="module")
@@ -402,14 +402,15 @@ def test_a_new_backend_receives_traffic_from_every_node_after_scale_up_within_th
 # --------------------------------------------------------------------------- white-box
 
 
+@pytest.mark.usefixtures("conv_jig")
 def test_kube_proxy_on_every_node_reports_network_programming_within_the_ceiling(
-    conv_jig: ServiceJig, cluster: Provider, metrics_before, convergence_ceiling: float, record_measurement
+    cluster_facts: ClusterFacts, kube_proxy_metrics: KubeProxyMetrics, metrics_before,
+    convergence_ceiling: float, record_measurement
 ):
     """kube-proxy's histograms over the family (cluster-wide: other tests' changes count too)."""
-    cluster_facts = cluster.facts()
-    if (why := kube_proxy_metrics_unavailable(cluster, cluster_facts)) is not None:
+    if (why := kube_proxy_metrics.unavailable) is not None:
         pytest.skip(why)
-    after = scrape_all(cluster, cluster_facts)
+    after = kube_proxy_metrics.scrape_all()
     family = "IPv6" if cluster_facts.ip_family == "ipv6" else "IPv4"
     rows: dict[str, dict[str, dict[str, Any]]] = {}
     bounds: dict[str, list[float]] = {}
@@ -444,10 +445,11 @@ def test_kube_proxy_on_every_node_reports_network_programming_within_the_ceiling
             for metric, s in r.items())
         for node, r in rows.items()
     )
+    endpoint = kube_proxy_metrics.endpoint
     assert not unscraped, (
-        f"kube-proxy metrics ({cluster_facts.proxy_mode}) could not be scraped on {sorted(unscraped)}: "
-        f"{unscraped}; reproduce: docker exec <node> curl -s "
-        f"{metrics_host(cluster_facts.ip_family)}:10249/metrics"
+        f"kube-proxy metrics ({cluster_facts.proxy_mode}, {endpoint.address}: {endpoint.evidence}) could not "
+        f"be scraped on {sorted(unscraped)} through {kube_proxy_metrics.via}: {unscraped}; reproduce: "
+        + kube_proxy_metrics.reproduce(sorted(unscraped)[0])
     )
     idle = [n for n, r in rows.items() if not r[NETWORK_PROGRAMMING]["count"]]
     assert not idle, (

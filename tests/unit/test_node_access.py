@@ -62,7 +62,7 @@ def test_a_node_vantage_runs_through_node_exec_with_the_timeout_capped() -> None
 
 def test_kube_proxy_metrics_are_scraped_on_every_node_and_a_failure_is_unknown() -> None:
     provider = NodesProvider(ClusterSpec())
-    got = nodemetrics.scrape_all(provider, provider.facts())
+    got = nodemetrics.kube_proxy_metrics(provider, provider.facts()).scrape_all()
     assert sorted(got) == ["n-control-plane", "n-worker", "n-worker2"]
     ok = got["n-worker"]
     assert isinstance(ok, MetricSamples)
@@ -70,21 +70,22 @@ def test_kube_proxy_metrics_are_scraped_on_every_node_and_a_failure_is_unknown()
     assert ok.histogram("kubeproxy_sync_proxy_rules_duration_seconds") is not None
     failed = got["n-worker2"]
     assert isinstance(failed, Unknown)
-    assert "scrape failed on node n-worker2" in failed.error
+    assert "scrape of 127.0.0.1:10249 failed on node n-worker2" in failed.error
     assert {argv[-1] for _, argv, _ in provider.calls} == {"http://127.0.0.1:10249/metrics"}
 
 
 @pytest.mark.parametrize(("spec", "node_exec", "why"), [
     (ClusterSpec(proxy_mode="iptables"), True, None),
     (ClusterSpec(proxy_mode="none", cni="cilium"), True, "runs no kube-proxy (proxy mode none, CNI cilium)"),
-    (ClusterSpec(proxy_mode="nftables"), False, "the kind provider has no access to nodes"),
+    (ClusterSpec(proxy_mode="nftables"), False, "the kind provider has no access to nodes and there are no "
+     "hostNetwork vantage pods"),
 ])
 def test_kube_proxy_metrics_are_unavailable_without_kube_proxy_or_node_access(
     spec: ClusterSpec, node_exec: bool, why: str | None
 ) -> None:
     provider = NodesProvider(spec)
     provider.supports_node_exec = node_exec
-    reason = nodemetrics.kube_proxy_metrics_unavailable(provider, provider.facts())
+    reason = nodemetrics.kube_proxy_metrics(provider, provider.facts()).unavailable
     assert reason is None if why is None else why in str(reason)
 
 

@@ -323,20 +323,22 @@ def test_loop_argv_passes_the_log_file_only_when_given() -> None:
     ("proxy_mode", "provider", "node_access", "needle"),
     [
         ("none", "kind", True, "runs no kube-proxy"),
-        ("iptables", "existing", False, "existing provider has no access to nodes"),
+        ("iptables", "existing", False, "existing provider has no access to nodes and there are no hostNetwork"),
         ("nftables", "existing", False, "127.0.0.1:10249"),
     ],
 )
 def test_kube_proxy_metrics_are_skipped_with_a_reason_without_kube_proxy_or_node_access(
     proxy_mode, provider, node_access, needle
 ):
-    why = metrics_unavailable_reason(proxy_mode=proxy_mode, cni="cilium", provider=provider, node_access=node_access)
+    why = metrics_unavailable_reason(proxy_mode=proxy_mode, cni="cilium", provider=provider, node_access=node_access,
+                                     vantages=False)
     assert why is not None
     assert needle in why
 
 
 def test_kube_proxy_metrics_are_read_on_a_kind_cluster_with_kube_proxy():
-    assert metrics_unavailable_reason(proxy_mode="iptables", cni="kindnet", provider="kind", node_access=True) is None
+    assert metrics_unavailable_reason(proxy_mode="iptables", cni="kindnet", provider="kind", node_access=True,
+                                      vantages=False) is None
 
 
 def test_kube_proxy_metrics_are_read_from_the_loopback_of_the_clusters_family():
