@@ -111,8 +111,10 @@ def test_an_empty_flag_disables_the_metrics_and_they_are_skipped_saying_so() -> 
 @pytest.mark.parametrize(("daemonset", "configmaps", "family", "address", "why"), [
     # kubeadm writes the zero values out: an empty metricsBindAddress is kube-proxy's default
     (kube_proxy(KUBEADM), [configmap('metricsBindAddress: ""\n')], "ipv4", "127.0.0.1:10249",
-     "kube-proxy ConfigMap kube-proxy has no metricsBindAddress: kube-proxy's default metricsBindAddress "
+     "kube-proxy ConfigMap kube-proxy metricsBindAddress is empty: kube-proxy's default metricsBindAddress "
      "127.0.0.1:10249 (ipv4 cluster)"),
+    (kube_proxy(KUBEADM), [configmap("mode: nftables\n")], "ipv4", "127.0.0.1:10249",
+     "kube-proxy ConfigMap kube-proxy has no metricsBindAddress: kube-proxy's default"),
     (kube_proxy(KUBEADM), [configmap("bindAddress: '::'\n")], "ipv4", "[::1]:10249", "(bindAddress ::)"),
     (kube_proxy(KUBEADM), [configmap("bindAddress: 0.0.0.0\n")], "ipv6", "127.0.0.1:10249", "(bindAddress 0.0.0.0)"),
     (kube_proxy(KUBEADM), [], "ipv4", "127.0.0.1:10249",
