@@ -89,6 +89,8 @@ table { border-collapse: collapse; }
 .fact .k { color: var(--muted); min-width: 128px; }
 .fact .v { font-family: ui-monospace, monospace; font-size: 12.5px; word-break: break-all; }
 .reasonbox { border-radius: 4px; padding: 8px 12px; margin: 8px 0; font-weight: 600; }
+.reasonbox.findings { background: #fff8c5; border: 1px solid #d4a72c; font-weight: 400; }
+.configured { font-size: 13px; margin: 4px 0; }
 details.family { border: 1px solid var(--line); border-radius: 6px; margin: 6px 0; }
 details.family > summary { padding: 6px 10px; cursor: pointer; background: var(--bg2); }
 details.family > .tests { padding: 4px 10px 8px; }
@@ -537,6 +539,10 @@ def _test(cell: Cell, index: int, test: TestResult, out_dir: Path) -> str:
             f'<div>Diagnostics: <a class="diag" href="{escape(href(path, out_dir))}">'
             f"{escape(test.diagnostics or '')}</a>{note}</div>"
         )
+    if test.configuration:
+        items = "".join(f"<li>{escape(line)}</li>" for line in test.configuration)
+        parts.append('<div class="configured">Judged against the cluster\'s configuration:'
+                     f"<ul>{items}</ul></div>")
     for m in test.measurements:
         parts.append(
             f'<div class="muted">measurement <code>{escape(m.name)}</code>: '
@@ -590,6 +596,10 @@ def _cell_section(cell: Cell, families: Sequence[str], out_dir: Path) -> str:
             f'<div class="reasonbox partial" data-partial="true">partial run: only '
             f"{escape(cell.selection or 'part of the suite')} ran, so this cell earns no profile</div>"
         )
+    if cell.info.findings:
+        items = "".join(f"<li>{escape(f)}</li>" for f in cell.info.findings)
+        out.append(f'<div class="reasonbox findings" data-findings="{len(cell.info.findings)}">'
+                   f"Findings about the cluster (its own sources disagree):<ul>{items}</ul></div>")
     out.append(_facts(cell, profile, verdict))
     out.append(_reruns(cell))
     out.append(_cell_convergence(cell))

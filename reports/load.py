@@ -284,7 +284,13 @@ _CELL_KEYS = frozenset(
 _V2_CELL_KEYS = frozenset({"detection", "vantages"})
 _DETECTION_NAMES = (("proxy_mode", "detected proxy mode"), ("proxy_mode_probe", "kube-proxy /proxyMode"),
                     ("cni", "detected CNI"), ("ip_family", "detected IP family"),
-                    ("kube_proxy_version", "kube-proxy version"), ("cni_version", "CNI version"))
+                    ("kube_proxy_version", "kube-proxy version"), ("cni_version", "CNI version"),
+                    # schema 4: the cluster-wide facts (fixtures/clusterinfo.py FACT_NAMES)
+                    ("cluster_domain", "cluster domain"), ("service_cidrs", "Service CIDRs"),
+                    ("pod_cidrs", "pod CIDRs"), ("node_port_range", "node-port range"),
+                    ("dns_ips", "cluster DNS Service IPs"), ("zones", "node zones"))
+#: How a fact's ``source`` (schema 4) reads beside its value; "cluster" says nothing extra.
+_SOURCE_NOTES = {"inferred": "inferred", "override": "given on the command line", "unknown": "not known"}
 
 
 def _mapping(value: object) -> Mapping[str, Any]:
@@ -296,10 +302,15 @@ def _v2_facts(obj: Mapping[str, Any], images: Mapping[str, Any]) -> tuple[tuple[
     machine was a vantage (and why not), and the suite's images with what the nodes ran."""
     facts: list[tuple[str, str]] = []
     detection = _mapping(obj.get("detection"))
-    for key, name in _DETECTION_NAMES:
+    known = dict(_DETECTION_NAMES)
+    for key in [*known, *sorted(k for k in detection if k not in known)]:
         item = detection.get(key)
         if isinstance(item, Mapping):
             value = str(item.get("value") or "—")
+            note = _SOURCE_NOTES.get(str(item.get("source") or ""))
+            if note:
+                value = f"{value} [{note}]"
+            name = known.get(key, key.replace("_", " "))
             facts.append((name, f"{value} ({item.get('evidence', '')})" if item.get("evidence") else value))
     vantages = _mapping(obj.get("vantages"))
     host = vantages.get("this_machine")
@@ -341,7 +352,18 @@ def _parse_cell_info(value: object) -> CellInfo:
         node_image=_str(images, "node", f"{where}.images", nullable=True),
         airgapped=airgapped,
         extra=extra,
+        findings=_findings(obj),
     )
+
+
+def _findings(obj: Mapping[str, Any]) -> tuple[str, ...]:
+    """``fact: finding`` for each detection whose sources disagree (schema 4)."""
+    known = dict(_DETECTION_NAMES)
+    out = []
+    for key, item in sorted(_mapping(obj.get("detection")).items()):
+        if isinstance(item, Mapping) and item.get("finding"):
+            out.append(f"{known.get(key, key.replace('_', ' '))}: {item['finding']}")
+    return tuple(out)
 
 
 def _parse_measurements(value: object, where: str) -> tuple[Measurement, ...]:
@@ -403,6 +425,9 @@ def _parse_test(value: object, where: str) -> TestResult:
     reason = obj.get("profile_reason")
     if reason is not None and not isinstance(reason, str):
         raise SchemaError(f"{where}.profile_reason", f"expected a string, got {_type_name(reason)}")
+    configuration = obj.get("configuration") or []  # schema 4, optional
+    if not isinstance(configuration, list) or not all(isinstance(c, str) for c in configuration):
+        raise SchemaError(f"{where}.configuration", "expected an array of strings")
     return TestResult(
         id=test_id,
         family=family,
@@ -413,6 +438,7 @@ def _parse_test(value: object, where: str) -> TestResult:
         measurements=_parse_measurements(obj.get("measurements") or {}, f"{where}.measurements"),
         profile=profile,
         profile_reason=reason or "",
+        configuration=tuple(configuration),
     )
 
 

@@ -146,6 +146,12 @@ def render_markdown(cells: Sequence[Cell], *, summary: Mapping[str, Any], vendor
             out.append(f"- {ICONS[c.status]} **{cell_text(c.key)}** — {c.status}: {reason}")
         out.append("")
 
+    findings = [(c, f) for c in cells for f in c.info.findings]
+    if findings:
+        out += [f"### Findings about the clusters ({len(findings)})", ""]
+        out += [f"- **{cell_text(c.key)}**: {cell_text(f)}" for c, f in findings]
+        out.append("")
+
     failed = [(c, t) for c in cells for t in c.tests if t.failed]
     out += [f"### Failures ({len(failed)})", ""]
     if not failed:

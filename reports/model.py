@@ -35,7 +35,7 @@ STATUSES: tuple[str, ...] = ("completed", "unsupported", "error")
 
 RESULTS_SCHEMA_VERSION = 3
 #: Every results.json version this reader understands (2 and 3 only add optional keys).
-RESULTS_SCHEMA_VERSIONS: tuple[int, ...] = (1, 2, 3)
+RESULTS_SCHEMA_VERSIONS: tuple[int, ...] = (1, 2, 3, 4)
 RESULTS_FILE = "results.json"
 JUNIT_FILE = "junit.xml"
 
@@ -76,6 +76,8 @@ class TestResult:
     #: written before it was recorded (then :mod:`reports.legacy_profiles` classifies)
     profile: str | None = None
     profile_reason: str = ""
+    #: schema 4: the cluster configuration the check judged against, one line each
+    configuration: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -104,6 +106,9 @@ class CellInfo:
     airgapped: bool | None = None
     #: Keys of ``cell`` this reader does not know (e.g. a CNI version): shown as extra facts.
     extra: tuple[tuple[str, str], ...] = ()
+    #: schema 4: detected facts whose sources disagree (``cell.detection[].finding``), as
+    #: ``fact: finding`` lines
+    findings: tuple[str, ...] = ()
 
     @property
     def ip_family(self) -> str | None:

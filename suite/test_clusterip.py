@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from fixtures import clusterinfo, outside, reachability
+from fixtures import outside, reachability
 from fixtures.backendchecks import backends_by_client, backends_check
 from fixtures.concurrency import Background, run_matrix
 from fixtures.expectations.clusterip import (
@@ -128,10 +128,14 @@ def assert_backends(
     reachability.wait_for_tables(check, timeout=KUBE_PROXY_ENDPOINT_LAG_TIMEOUT, what=title)
 
 
-def test_cluster_ip_is_allocated_from_the_service_cidr_and_outside_the_pod_cidr(three_backends, kube):
-    info = clusterinfo.read(kube)
+def test_cluster_ip_is_allocated_from_the_service_cidr_and_outside_the_pod_cidr(
+        three_backends, cluster_info, record_configuration):
+    cluster_info.need("service_cidrs", "the ClusterIP is judged against it")
+    record_configuration(cluster_info.describe("service_cidrs"))
+    record_configuration(cluster_info.describe("pod_cidrs"))
     svc = three_backends.service()
-    problems = cluster_ip_problems(svc.cluster_ip, service_cidrs=info.service_cidrs, pod_cidrs=info.pod_cidrs)
+    problems = cluster_ip_problems(svc.cluster_ip, service_cidrs=cluster_info.service_cidrs,
+                                   pod_cidrs=cluster_info.pod_cidrs)
     assert not problems, f"service {three_backends.namespace}/{three_backends.name}: " + "; ".join(problems)
 
 
@@ -359,9 +363,10 @@ def assert_node_port_answers(jig: ServiceJig, svc: Service, port: int, *, answer
 
 
 def test_changing_the_type_to_node_port_and_back_adds_then_removes_the_node_port(
-        pinned_backend, kube, node_vantages, host_reach):
+        pinned_backend, node_vantages, host_reach, cluster_info, record_configuration):
     only_backend(pinned_backend, "flip")
-    port_range = clusterinfo.read(kube).node_port_range
+    port_range = cluster_info.node_port_range
+    record_configuration(cluster_info.describe("node_port_range"))
     where = f"service {pinned_backend.namespace}/flip"
     assert pinned_backend.service("flip").type.value == "ClusterIP", f"{where} should start as ClusterIP"
     pinned_backend.update(tweaks(("extraServices", pinned_extra_services("NodePort"))))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from fixtures import clusterinfo, outside, reachability
+from fixtures import outside, reachability
 from fixtures.backendchecks import node_column, node_port_from_clients
 from fixtures.expectations.clusterip import node_port_presence_problems
 from fixtures.expectations.model import Service, TrafficPolicy
@@ -100,8 +100,9 @@ def assert_node_port_from_pods(jig: ServiceJig, protocol: str) -> None:
     reachability.wait_for_tables(check, timeout=KUBE_PROXY_ENDPOINT_LAG_TIMEOUT, what=title)
 
 
-def test_node_ports_are_allocated_from_the_node_port_range(nodeport, kube):
-    port_range = clusterinfo.read(kube).node_port_range
+def test_node_ports_are_allocated_from_the_node_port_range(nodeport, cluster_info, record_configuration):
+    port_range = cluster_info.node_port_range
+    record_configuration(cluster_info.describe("node_port_range"))
     svc = nodeport.service()
     problems = node_port_presence_problems(svc, expect_node_ports=True, port_range=port_range)
     assert not problems, f"service {nodeport.namespace}/{svc.name}: " + "; ".join(problems)

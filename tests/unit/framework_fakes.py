@@ -53,6 +53,9 @@ class FakeApiServer:
         self.requests: list[Request] = []
         #: namespace deletes survive this many GETs before the namespace is gone
         self.namespace_linger = 0
+        #: a new namespace's ServiceAccount ``default`` appears after this many reads of it
+        #: (kube-controller-manager's serviceaccount controller); None: never
+        self.service_account_after: int | None = 0
         #: what kube-proxy's /proxyMode answers in the nodes (exec in a preflight pod)
         self.proxy_mode = "iptables"
         server = self
@@ -89,6 +92,7 @@ class FakeApiServer:
 
             def do_GET(self) -> None:
                 req = self._record("GET")
+                server._provision_service_account(req.path)
                 if req.path.endswith("/exec") and self.headers.get("Upgrade", "").lower() == "websocket":
                     self._exec(req)
                 elif req.path in server.texts:
@@ -165,6 +169,7 @@ class FakeApiServer:
                     name = req.body["metadata"]["name"]
                     server.objects[f"/api/v1/namespaces/{name}"] = req.body
                     self._send(201, req.body)
+                    server.pending_service_accounts[name] = server.service_account_after
                 elif req.path.startswith("/api/v1/namespaces/") and req.path.endswith("/pods"):
                     pod = running_pod(req.body)
                     server.collections.setdefault(req.path, []).append(pod)
@@ -181,9 +186,27 @@ class FakeApiServer:
                 obj["_linger"] = server.namespace_linger
                 self._send(200, {"kind": "Status", "status": "Success"})
 
+        self.pending_service_accounts: dict[str, int | None] = {}
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.port = self.httpd.server_address[1]
         self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.02,), daemon=True)
+
+    def _provision_service_account(self, path: str) -> None:
+        """The serviceaccount controller: ``default`` shows up after the configured reads."""
+        parts = path.split("/")
+        if len(parts) != 7 or parts[5] != "serviceaccounts" or parts[6] != "default":
+            return
+        namespace = parts[4]
+        if namespace not in self.pending_service_accounts:
+            return
+        left = self.pending_service_accounts[namespace]
+        if left is None:
+            return
+        if left <= 0:
+            del self.pending_service_accounts[namespace]
+            self.objects[path] = {"kind": "ServiceAccount", "metadata": {"name": "default", "namespace": namespace}}
+        else:
+            self.pending_service_accounts[namespace] = left - 1
 
     def __enter__(self) -> FakeApiServer:
         self.thread.start()
@@ -312,6 +335,9 @@ class FakeKube:
         if "/proxyMode" in " ".join(argv):
             return ExecResult(tuple(argv), 0, f"http://127.0.0.1:10249/proxyMode {self.proxy_mode}\n", "",
                               f"pod {namespace}/{pod}")
+        if list(argv) == ["cat", "/etc/resolv.conf"]:  # what kubelet writes for ClusterFirst
+            return ExecResult(tuple(argv), 0, f"search {namespace}.svc.cluster.local svc.cluster.local "
+                              "cluster.local\nnameserver 10.96.0.10\noptions ndots:5\n", "", f"pod {namespace}/{pod}")
         return ExecResult(tuple(argv), 127, "", f"fake: {argv[0]} not found", f"pod {namespace}/{pod}")
 
     def get_object(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
@@ -336,6 +362,24 @@ class FakeKube:
 
     def server_version(self) -> str:
         return "v1.34.4"
+
+    def list_service_cidrs(self) -> list[dict[str, Any]] | None:
+        return [{"metadata": {"name": "kubernetes"}, "spec": {"cidrs": ["10.96.0.0/16"]}}]
+
+    def create_service(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        from fixtures.kube import ApiError
+
+        port = body["spec"]["ports"][0].get("nodePort")
+        if port is not None and not 30000 <= port <= 32767:  # as kube-apiserver answers
+            raise ApiError(f"create service {namespace}/{body['metadata']['name']}: 422 Unprocessable Entity: "
+                           f"spec.ports[0].nodePort: Invalid value: {port}: provided port is not in the valid "
+                           "range. The range of valid ports is 30000-32767", 422)
+        self.objects.setdefault(("services", namespace), []).append(body)
+        return body
+
+    def delete_service(self, namespace: str, name: str) -> None:
+        self.objects[("services", namespace)] = [
+            o for o in self.objects.get(("services", namespace), []) if o["metadata"]["name"] != name]
 
     def create_namespace(self, name: str, *, labels: dict[str, str] | None = None,
                          annotations: dict[str, str] | None = None) -> None:

@@ -416,7 +416,8 @@ def test_existing_cluster_decides_the_cell_and_contradictions_are_refused(pytest
         assert all(p == "/api/v1/namespaces" or p.startswith("/api/v1/namespaces/svcc-preflight-")
                                for p in created), created
         deleted = {r.path for r in api.requests if r.method == "DELETE"}
-        assert deleted == {p for p in api.objects if p.startswith("/api/v1/namespaces/svcc-preflight-")}
+        assert deleted == {p for p in api.objects if p.startswith("/api/v1/namespaces/svcc-preflight-")
+                           and p.count("/") == 4}
         assert {r.method for r in api.requests} == {"GET", "POST", "DELETE"}
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from framework_fakes import FakeApiServer, pod, write_kubeconfig
 
-from fixtures.errors import KubeError
+from fixtures.errors import KubeError, NeverReady
 from fixtures.kube import (
     RC_TRANSPORT_ERROR,
     ApiError,
@@ -91,8 +91,8 @@ def test_get_object_is_none_when_missing_and_errors_are_one_line(kube: Kube, api
 def test_namespace_lifecycle_creates_labels_and_waits_until_gone(kube: Kube, api: FakeApiServer) -> None:
     kube.create_namespace("svcc-dns-abc123-x1y2", labels={"app.kubernetes.io/created-by": "svcconform"},
                           annotations={"svcconform/test-id": "suite/test_dns.py::test_a"})
-    created = api.requests[-1]
-    assert created.method == "POST"
+    created = next(r for r in api.requests if r.method == "POST")
+    assert created.path == "/api/v1/namespaces"
     assert created.body["metadata"]["labels"] == {"app.kubernetes.io/created-by": "svcconform"}
     assert kube.namespace_exists("svcc-dns-abc123-x1y2")
     api.namespace_linger = 2  # still terminating for two more reads
@@ -101,6 +101,28 @@ def test_namespace_lifecycle_creates_labels_and_waits_until_gone(kube: Kube, api
     assert not kube.namespace_exists("svcc-dns-abc123-x1y2")
     # already gone is fine
     assert kube.delete_namespace("svcc-dns-abc123-x1y2", timeout=1) >= 0
+
+
+def test_a_new_namespace_is_ready_once_its_default_service_account_exists(kube: Kube, api: FakeApiServer) -> None:
+    api.service_account_after = 3  # the serviceaccount controller is a little late
+    kube.create_namespace("svcc-dns-abc123-late")
+    reads = [r for r in api.requests if r.path.endswith("/svcc-dns-abc123-late/serviceaccounts/default")]
+    assert len(reads) >= 4, [r.path for r in api.requests]  # three misses, then found
+
+
+def test_a_namespace_without_a_default_service_account_is_one_clear_line(kube: Kube, api: FakeApiServer) -> None:
+    api.service_account_after = None  # kube-controller-manager is down
+    api.collections["/api/v1/namespaces/kube-system/pods"] = [
+        pod("kube-controller-manager-cp", "kube-system", "cp", "10.0.0.2", ready=False,
+            labels={"component": "kube-controller-manager"}, waiting="CrashLoopBackOff")]
+    kube.create_namespace("svcc-dns-abc123-none", wait_service_account=False)
+    with pytest.raises(NeverReady) as err:
+        kube.wait_default_service_account("svcc-dns-abc123-none", timeout=0.3)
+    message = str(err.value)
+    assert "\n" not in message
+    assert "namespace svcc-dns-abc123-none has no ServiceAccount 'default' after 0s" in message
+    assert "kube-controller-manager-cp Pending: CrashLoopBackOff" in message or \
+        "kube-controller-manager-cp Running: CrashLoopBackOff" in message, message
 
 
 def test_wait_pods_ready_reports_the_pods_that_are_not(kube: Kube, api: FakeApiServer) -> None:
