@@ -13,6 +13,8 @@ from a local kind cluster, or supplies the registry:
 * :func:`remove_preloaded_suite_images`: ``catalog.SUITE_IMAGES`` removed from every node's
   containerd (``ctr images rm`` of every reference: the node image has no crictl), so every
   suite pod has to pull;
+* :class:`ExternalLoadBalancer`: a LoadBalancer implementation outside the suite, as a cloud
+  controller runs: cloud-provider-kind on this machine (it serves every kind cluster here);
 * :class:`ApiOnlyRunner`: a network namespace with only a loopback interface, where
   ``127.0.0.1:<apiport>`` is forwarded (``apiforward.py``, through a unix socket on the
   filesystem) to the kind API server published on the host's ``127.0.0.1:<apiport>`` —
@@ -25,6 +27,7 @@ import os
 import secrets
 import select
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -40,7 +43,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from fixtures.poll import wait_until
-from images import catalog
+from images import catalog, paths
 from images.registry import REGISTRY_IMAGE, REGISTRY_PORT
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -217,6 +220,53 @@ def remove_preloaded_suite_images(nodes: Iterable[str],
 def node_pull(node: str, ref: str) -> subprocess.CompletedProcess[str]:
     """Pull ``ref`` in ``node`` through the same hosts files the kubelet's pulls use; never raises."""
     return ctr(node, "images", "pull", "--hosts-dir", CERTS_D, ref, timeout=300, check=False)
+
+
+# ---------------------------------------------------------------- a load balancer outside the suite
+
+#: cloud-provider-kind stays up once its flags and Docker were accepted (it exits at once otherwise).
+LB_STARTUP_GRACE_S = 2
+#: It stops (and removes its proxy containers) within seconds of SIGTERM.
+LB_STOP_TIMEOUT_S = 60
+
+
+class ExternalLoadBalancer:
+    """cloud-provider-kind run by the harness, not by the suite: to the suite under test it is
+    the cluster's own LoadBalancer implementation (it writes ``status.loadBalancer.ingress``),
+    reachable only through the cluster.  Its log goes to ``log_path``."""
+
+    def __init__(self, log_path: Path | None = None) -> None:
+        self.binary = paths.tools_bin() / "cloud-provider-kind"
+        self.log_path = log_path or Path(tempfile.mkdtemp(prefix="svcc-lb-")) / "cloud-provider-kind.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> ExternalLoadBalancer:
+        if not self.binary.exists():
+            raise HarnessError(f"{self.binary} is not built: run 'python -m images ensure'")
+        env = dict(os.environ)
+        proxy = catalog.resolve().lb_proxy_image
+        if proxy:
+            env["SVCCONFORM_LB_PROXY_IMAGE"] = proxy
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [str(self.binary), "--gateway-channel", "disabled", "--enable-default-ingress=false", "-v", "2"],
+                stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        try:
+            code = self.proc.wait(timeout=LB_STARTUP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            return self
+        raise HarnessError(f"cloud-provider-kind exited with {code} at start: "
+                           f"{self.log_path.read_text(errors='replace')[-2000:]}")
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=LB_STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        self.proc = None
 
 
 # ---------------------------------------------------------------- the API-only runner
