@@ -69,6 +69,9 @@ PREFLIGHT_RUN_TIMEOUT_S = 900
 #: kubectl against the forwarded API server.
 KUBECTL_TIMEOUT_S = 60
 KUBELET_PORT = 10250
+#: The simulated managed cluster has no LoadBalancer implementation: the family is skipped
+#: after this one wait (test_foreign_cluster.py judges one).
+NO_LB_TIMEOUT_S = 30
 
 
 @dataclass
@@ -127,7 +130,9 @@ def vendor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Vendor]:
 
 def suite_argv(kubeconfig: Path, registry: str, results_dir: Path) -> list[str]:
     return [sys.executable, "-m", "pytest", "suite", "--kubeconfig", str(kubeconfig), "--image-registry", registry,
-            "--results-dir", str(results_dir), "-p", "no:cacheprovider", "-q"]
+            "--results-dir", str(results_dir), "-p", "no:cacheprovider", "-q",
+            # no LoadBalancer implementation runs for this cluster: one short wait, not 10 min
+            "--load-balancer-timeout", str(NO_LB_TIMEOUT_S)]
 
 
 def the_results(results_dir: Path, proc: subprocess.CompletedProcess[str]) -> tuple[Path, dict[str, Any]]:
