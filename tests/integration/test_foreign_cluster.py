@@ -36,12 +36,12 @@ from typing import Any
 import pytest
 import yaml
 from vendorkit import (
-    ROOT,
     ApiOnlyRunner,
     ExternalLoadBalancer,
     Registry,
     configure_nodes_for_registry,
     copy_kubeconfig,
+    images_cmd,
     remove_preloaded_suite_images,
     sh,
     start_registry,
@@ -68,8 +68,6 @@ POD_PREFIX = "10.32."
 #: kind create of 3 nodes from a preloaded node image: 40-95 s here; kind's own wait is 5 min.
 KIND_CREATE_TIMEOUT_S = 600
 KIND_DELETE_TIMEOUT_S = 180
-#: python -m images registry-image / push: see test_vendor_mode.py.
-IMAGES_CMD_TIMEOUT_S = 600
 #: The whole suite on a 2-core machine, with margin (a healthy run: about 12 min).
 SUITE_RUN_TIMEOUT_S = 3600
 #: The loadbalancer family alone with no implementation: one provisioning wait
@@ -106,13 +104,6 @@ def kind_config(tmp: Path) -> tuple[str, Path]:
     path = tmp / "kind.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return str(config["name"]), path
-
-
-def images_cmd(*args: str) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([sys.executable, "-m", "images", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=IMAGES_CMD_TIMEOUT_S, check=False)
-    assert proc.returncode == 0, f"python -m images {' '.join(args)} failed:\n{proc.stdout[-3000:]}{proc.stderr[-2000:]}"
-    return proc
 
 
 def node_names(kind: str, name: str) -> list[str]:

@@ -31,12 +31,12 @@ from typing import Any
 
 import pytest
 from vendorkit import (
-    ROOT,
     ApiOnlyRunner,
     Registry,
     configure_nodes_for_registry,
     copy_kubeconfig,
     free_loopback_port,
+    images_cmd,
     remove_preloaded_suite_images,
     start_registry,
     stop_registry,
@@ -57,10 +57,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 SPEC = ClusterSpec(proxy_mode="iptables", cni="kindnet", name_suffix="vendor")
-#: `python -m images registry-image` (a cold Go build of the registry: ~1 min on 2 cores,
-#: 10 min leaves room for the module download on a slow link) and `python -m images push`
-#: (two images to a registry on loopback: seconds).
-IMAGES_CMD_TIMEOUT_S = 600
 #: A whole suite run on a 2-core machine (every family, convergence included), with margin.
 SUITE_RUN_TIMEOUT_S = 5400
 #: A run that stops at the preflight image check: the kubelets report ErrImagePull within
@@ -81,13 +77,6 @@ class Vendor:
     runner: ApiOnlyRunner
     kubeconfig: Path
     timings: dict[str, float]
-
-
-def images_cmd(*args: str) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([sys.executable, "-m", "images", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=IMAGES_CMD_TIMEOUT_S, check=False)
-    assert proc.returncode == 0, f"python -m images {' '.join(args)} failed:\n{proc.stdout[-3000:]}{proc.stderr[-2000:]}"
-    return proc
 
 
 @pytest.fixture(scope="module")

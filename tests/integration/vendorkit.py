@@ -68,6 +68,12 @@ FORWARDER_READY_TIMEOUT_S = 10
 CONNECT_TIMEOUT_S = 3
 
 
+#: `python -m images registry-image` (a cold Go build of the registry: ~1 min on 2 cores,
+#: 10 min leaves room for the module download on a slow link) and `python -m images push`
+#: (two images to a registry on loopback: seconds).
+IMAGES_CMD_TIMEOUT_S = 600
+
+
 class HarnessError(Exception):
     """A harness step failed; the message names the command and its output."""
 
@@ -80,6 +86,15 @@ def sh(argv: Sequence[str], *, timeout: float = DOCKER_TIMEOUT_S, check: bool = 
     if check and proc.returncode != 0:
         raise HarnessError(f"{' '.join(argv)} failed (exit {proc.returncode}): "
                            f"{(proc.stderr or proc.stdout).strip()[-2000:]}")
+    return proc
+
+
+def images_cmd(*args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m images ARGS`` from the repository; a failure fails the calling test with its output."""
+    proc = subprocess.run([sys.executable, "-m", "images", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=IMAGES_CMD_TIMEOUT_S, check=False)
+    assert proc.returncode == 0, (f"python -m images {' '.join(args)} failed:\n"
+                                  f"{proc.stdout[-3000:]}{proc.stderr[-2000:]}")
     return proc
 
 
