@@ -176,7 +176,7 @@ def test_detection_entries_carry_source_and_finding() -> None:
 
 def _options(**given: str) -> SimpleNamespace:
     base = {"svcc_cluster_domain": None, "svcc_node_port_range": None, "svcc_service_cidrs": None,
-            "svcc_pod_cidrs": None}
+            "svcc_pod_cidrs": None, "svcc_dns_ips": None}
     return SimpleNamespace(**{**base, **given})
 
 
@@ -184,8 +184,10 @@ def test_fact_options_are_validated_with_the_option_named() -> None:
     got = fact_overrides_from_options(_options(svcc_cluster_domain="Corp.Example.", svcc_node_port_range="20000-22000",
                                                svcc_service_cidrs="10.112.0.0/20, fd00::/108"))
     assert got == clusterinfo.Overrides("corp.example", "20000-22000", ("10.112.0.0/20", "fd00::/108"), ())
+    assert fact_overrides_from_options(_options(svcc_dns_ips="10.112.0.10")).dns_ips == ("10.112.0.10",)
     for dest, value, option in (("svcc_cluster_domain", "bad_domain", "--cluster-domain"),
                                 ("svcc_node_port_range", "30000", "--node-port-range"),
-                                ("svcc_pod_cidrs", "10.32.0.0/33", "--pod-cidr")):
+                                ("svcc_pod_cidrs", "10.32.0.0/33", "--pod-cidr"),
+                                ("svcc_dns_ips", "10.112.0", "--dns-ip")):
         with pytest.raises(InvalidSpec, match=f"^{option}: "):
             fact_overrides_from_options(_options(**{dest: value}))
