@@ -90,6 +90,12 @@ table { border-collapse: collapse; }
 .fact .v { font-family: ui-monospace, monospace; font-size: 12.5px; word-break: break-all; }
 .reasonbox { border-radius: 4px; padding: 8px 12px; margin: 8px 0; font-weight: 600; }
 .reasonbox.findings { background: #fff8c5; border: 1px solid #d4a72c; font-weight: 400; }
+.health { margin: 8px 0; font-size: 13px; }
+.health table { border-collapse: collapse; margin: 4px 0; }
+.health th, .health td { border: 1px solid #d0d7de; padding: 3px 8px; text-align: left; }
+.health td.h-ok { background: #dafbe1; } .health td.h-broken { background: #ffcecb; font-weight: 600; }
+.health td.h-unknown { background: #eaeef2; color: #57606a; } .health td.h-na { color: #8c959f; }
+.health.broken > .verdict { color: #a40e26; font-weight: 600; }
 .configured { font-size: 13px; margin: 4px 0; }
 details.family { border: 1px solid var(--line); border-radius: 6px; margin: 6px 0; }
 details.family > summary { padding: 6px 10px; cursor: pointer; background: var(--bg2); }
@@ -478,6 +484,37 @@ def _cell_convergence(cell: Cell) -> str:
 # --- per cell --------------------------------------------------------------------------
 
 
+_HEALTH_CLASS = {"ok": "h-ok", "broken": "h-broken", "unknown": "h-unknown", "n/a": "h-na"}
+_HEALTH_MARK = {"ok": "✓ ok", "broken": "✗ broken", "unknown": "? unknown", "n/a": "n/a"}
+
+
+def _health(cell: Cell) -> str:
+    """The data-plane health pass on top of the cell: node x layer, each cell's evidence as
+    its tooltip, the broken ones spelled out below."""
+    h = cell.info.health
+    if h is None:
+        return ""
+    state = "healthy" if h.healthy else "broken"
+    head = "".join(f"<th>{escape(layer)}</th>" for layer in h.layers)
+    rows = []
+    for node, cells in h.nodes:
+        by_layer = {layer: (status, evidence) for layer, status, evidence in cells}
+        tds = []
+        for layer in h.layers:
+            status, evidence = by_layer.get(layer, ("", ""))
+            tds.append(f'<td class="{_HEALTH_CLASS.get(status, "")}" title="{escape(evidence)}" '
+                       f'data-layer="{escape(layer)}" data-status="{escape(status)}">'
+                       f"{escape(_HEALTH_MARK.get(status, status or '—'))}</td>")
+        rows.append(f"<tr><th>{escape(node)}</th>{''.join(tds)}</tr>")
+    broken = "".join(f"<li>{escape(b)}</li>" for b in h.broken)
+    actions = "".join(f"<li>{escape(a)}</li>" for a in h.actions)
+    return (f'<div class="health {state}" data-health="{state}"><div class="verdict">Data-plane health pass '
+            f"({fmt_seconds(h.seconds)}): {escape(h.summary)}</div>"
+            f"<table><tr><th>node</th>{head}</tr>{''.join(rows)}</table>"
+            + (f"<ul>{broken}</ul>" if broken else "")
+            + (f"<div>What the harness did:</div><ul>{actions}</ul>" if actions else "") + "</div>")
+
+
 def _facts(cell: Cell, profile: str, verdict: str) -> str:
     info = cell.info
 
@@ -600,6 +637,7 @@ def _cell_section(cell: Cell, families: Sequence[str], out_dir: Path) -> str:
         items = "".join(f"<li>{escape(f)}</li>" for f in cell.info.findings)
         out.append(f'<div class="reasonbox findings" data-findings="{len(cell.info.findings)}">'
                    f"Findings about the cluster (its own sources disagree):<ul>{items}</ul></div>")
+    out.append(_health(cell))
     out.append(_facts(cell, profile, verdict))
     out.append(_reruns(cell))
     out.append(_cell_convergence(cell))

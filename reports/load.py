@@ -35,6 +35,7 @@ from reports.model import (
     STATUSES,
     Cell,
     CellInfo,
+    Health,
     Measurement,
     Rerun,
     TestResult,
@@ -281,7 +282,7 @@ _CELL_KEYS = frozenset(
 
 
 #: Version 2 cell keys, shown as readable facts (:func:`_v2_facts`) rather than raw JSON.
-_V2_CELL_KEYS = frozenset({"detection", "vantages"})
+_V2_CELL_KEYS = frozenset({"detection", "vantages", "health"})
 _DETECTION_NAMES = (("proxy_mode", "detected proxy mode"), ("proxy_mode_probe", "kube-proxy /proxyMode"),
                     ("cni", "detected CNI"), ("ip_family", "detected IP family"),
                     ("kube_proxy_version", "kube-proxy version"), ("cni_version", "CNI version"),
@@ -353,6 +354,30 @@ def _parse_cell_info(value: object) -> CellInfo:
         airgapped=airgapped,
         extra=extra,
         findings=_findings(obj),
+        health=_health(obj.get("health"), f"{where}.health"),
+    )
+
+
+def _health(value: object, where: str) -> Health | None:
+    """schema 5 ``cell.health``: the data-plane health pass (absent before)."""
+    if value is None:
+        return None
+    obj = _obj(value, where)
+    healthy = _key(obj, "healthy", where)
+    if not isinstance(healthy, bool):
+        raise SchemaError(f"{where}.healthy", f"expected a boolean, got {_type_name(healthy)}")
+    nodes = []
+    for node, layers in _mapping(obj.get("nodes")).items():
+        cells = tuple((str(layer), str(_mapping(v).get("status", "")), str(_mapping(v).get("evidence", "")))
+                      for layer, v in _mapping(layers).items())
+        nodes.append((str(node), cells))
+    seconds = obj.get("seconds", 0)
+    return Health(
+        healthy=healthy, summary=str(obj.get("summary", "")),
+        seconds=float(seconds) if isinstance(seconds, int | float) and not isinstance(seconds, bool) else 0.0,
+        layers=tuple(str(x) for x in obj.get("layers") or ()), nodes=tuple(nodes),
+        broken=tuple(str(x) for x in obj.get("broken") or ()),
+        actions=tuple(str(x) for x in obj.get("actions") or ()),
     )
 
 

@@ -146,6 +146,18 @@ def render_markdown(cells: Sequence[Cell], *, summary: Mapping[str, Any], vendor
             out.append(f"- {ICONS[c.status]} **{cell_text(c.key)}** — {c.status}: {reason}")
         out.append("")
 
+    checked = [c for c in cells if c.info.health is not None]
+    if checked:
+        out += ["### Data-plane health pass", ""]
+        for c in checked:
+            h = c.info.health
+            assert h is not None
+            icon = "✅" if h.healthy else "❌"
+            out.append(f"- {icon} **{cell_text(c.key)}**: {cell_text(h.summary)}")
+            out += [f"  - {cell_text(b)}" for b in h.broken]
+            out += [f"  - harness: {cell_text(a)}" for a in h.actions]
+        out.append("")
+
     findings = [(c, f) for c in cells for f in c.info.findings]
     if findings:
         out += [f"### Findings about the clusters ({len(findings)})", ""]

@@ -35,7 +35,7 @@ STATUSES: tuple[str, ...] = ("completed", "unsupported", "error")
 
 RESULTS_SCHEMA_VERSION = 3
 #: Every results.json version this reader understands (2 and 3 only add optional keys).
-RESULTS_SCHEMA_VERSIONS: tuple[int, ...] = (1, 2, 3, 4)
+RESULTS_SCHEMA_VERSIONS: tuple[int, ...] = (1, 2, 3, 4, 5)
 RESULTS_FILE = "results.json"
 JUNIT_FILE = "junit.xml"
 
@@ -91,6 +91,20 @@ class TestResult:
 
 
 @dataclass(frozen=True)
+class Health:
+    """The data-plane health pass of a cell (schema 5 ``cell.health``): node x layer."""
+
+    healthy: bool
+    summary: str
+    seconds: float
+    layers: tuple[str, ...]
+    #: ``(node, ((layer, status, evidence), ...))`` in the file's order
+    nodes: tuple[tuple[str, tuple[tuple[str, str, str], ...]], ...]
+    broken: tuple[str, ...] = ()
+    actions: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class CellInfo:
     """The ``cell`` object: what cluster the results come from."""
 
@@ -109,6 +123,8 @@ class CellInfo:
     #: schema 4: detected facts whose sources disagree (``cell.detection[].finding``), as
     #: ``fact: finding`` lines
     findings: tuple[str, ...] = ()
+    #: schema 5: the data-plane health pass (``cell.health``), None when the cell has none
+    health: Health | None = None
 
     @property
     def ip_family(self) -> str | None:

@@ -335,6 +335,13 @@ class FakeKube:
         if "/proxyMode" in " ".join(argv):
             return ExecResult(tuple(argv), 0, f"http://127.0.0.1:10249/proxyMode {self.proxy_mode}\n", "",
                               f"pod {namespace}/{pod}")
+        if len(argv) == 3 and argv[0] == "sh" and "\np " in argv[2]:  # the health pass: all answer
+            answers = []
+            for line in argv[2].splitlines():
+                if line.startswith("p "):
+                    kind, target = line.split()[1:3]
+                    answers.append(f"{kind} {target} 0 {'10.96.0.1' if kind.startswith('dns') else 'answer'}")
+            return ExecResult(tuple(argv), 0, "\n".join(answers) + "\n", "", f"pod {namespace}/{pod}")
         if list(argv) == ["cat", "/etc/resolv.conf"]:  # what kubelet writes for ClusterFirst
             return ExecResult(tuple(argv), 0, f"search {namespace}.svc.cluster.local svc.cluster.local "
                               "cluster.local\nnameserver 10.96.0.10\noptions ndots:5\n", "", f"pod {namespace}/{pod}")
@@ -376,6 +383,14 @@ class FakeKube:
                            "range. The range of valid ports is 30000-32767", 422)
         self.objects.setdefault(("services", namespace), []).append(body)
         return body
+
+    def get_service(self, namespace: str, name: str) -> dict[str, Any]:
+        from fixtures.kube import ApiError
+
+        found = self.get_object("services", namespace, name)
+        if found is None:
+            raise ApiError(f"service {namespace}/{name} not found", 404)
+        return found
 
     def delete_service(self, namespace: str, name: str) -> None:
         self.objects[("services", namespace)] = [

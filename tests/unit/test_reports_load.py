@@ -129,7 +129,7 @@ def test_discovery_skips_artifacts_and_keeps_empty_cell_dirs(results: Path) -> N
         (b"{not json", "invalid JSON at line 1 column 2"),
         (b"\xff\xfe\x00", "not UTF-8"),
         (b"[]", "expected an object, got array"),
-        (b'{"schema_version": 5}', "5 is not supported"),
+        (b'{"schema_version": 6}', "6 is not supported"),
     ],
 )
 def test_unreadable_content_becomes_an_error_cell(results: Path, content: bytes, expected: str) -> None:

@@ -67,14 +67,14 @@ def test_non_finite_samples_are_refused() -> None:
 def test_the_documented_example_validates_and_the_schema_is_strict() -> None:
     assert validate(valid_document()) == []
     schema = json.loads(SCHEMA_PATH.read_text())
-    assert schema["properties"]["schema_version"]["enum"] == [1, 2, 3, 4]
+    assert schema["properties"]["schema_version"]["enum"] == [1, 2, 3, 4, 5]
 
 
 @pytest.mark.parametrize(
     ("path", "value", "complaint"),
     [
         (("status",), "green", "status"),
-        (("schema_version",), 5, "schema_version"),
+        (("schema_version",), 6, "schema_version"),
         (("cell", "detection"), {"zones": {"value": "", "evidence": "", "source": "guessed"}},
          "cell/detection/zones/source"),
         (("performance",), {"verdict": "fast"}, "performance"),
