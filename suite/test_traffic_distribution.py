@@ -43,7 +43,9 @@ SERVICES = {d: d.lower() for d in TRAFFIC_DISTRIBUTIONS}
 
 
 @pytest.fixture(scope="module")
-def zones(kube: Kube) -> dict[str, str]:
+def zones(kube: Kube, kube_proxy_zones) -> dict[str, str]:
+    # kube_proxy_zones: kube-proxy's own view of each node's zone, read (and on the suite's
+    # clusters repaired) before any hint is judged
     found = node_zones(kube.list_nodes())
     if len(set(found.values())) < 2:
         pytest.skip(f"trafficDistribution needs nodes in at least 2 zones (label {ZONE_LABEL}); "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from fixtures.kindconfig import CGROUP_V1_KUBELET_PATCH, render_kind_config, to_yaml
+from fixtures.kindconfig import CGROUP_V1_KUBELET_PATCH, KUBE_PROXY_LOGGING_PATCH, render_kind_config, to_yaml
 from fixtures.spec import CNIS, PROXY_MODES, ClusterSpec
 
 COREDNS_PATCH = "kind: ClusterConfiguration\ndns:\n  imageTag: v1.14.7\n"
@@ -58,13 +58,20 @@ def test_node_image_is_set_on_every_node_when_given() -> None:
 
 
 def test_cgroup_v1_adds_the_kubelet_patch_once_and_catalog_patches_are_kept() -> None:
-    assert "kubeadmConfigPatches" not in render_kind_config(ClusterSpec())
+    assert "kubeadmConfigPatches" not in render_kind_config(ClusterSpec(proxy_mode="none", cni="cilium"))
     config = render_kind_config(ClusterSpec(), [COREDNS_PATCH], cgroup_v1=True)
-    assert config["kubeadmConfigPatches"] == [COREDNS_PATCH, CGROUP_V1_KUBELET_PATCH]
+    assert config["kubeadmConfigPatches"] == [COREDNS_PATCH, KUBE_PROXY_LOGGING_PATCH, CGROUP_V1_KUBELET_PATCH]
     again = render_kind_config(ClusterSpec(), [CGROUP_V1_KUBELET_PATCH], cgroup_v1=True)
-    assert again["kubeadmConfigPatches"] == [CGROUP_V1_KUBELET_PATCH]
+    assert again["kubeadmConfigPatches"] == [CGROUP_V1_KUBELET_PATCH, KUBE_PROXY_LOGGING_PATCH]
     patch = yaml.safe_load(CGROUP_V1_KUBELET_PATCH)
     assert patch == {"kind": "KubeletConfiguration", "failCgroupV1": False}
+
+
+def test_kube_proxy_logs_at_verbosity_4_so_its_view_of_the_zone_shows() -> None:
+    patch = yaml.safe_load(KUBE_PROXY_LOGGING_PATCH)
+    assert patch == {"apiVersion": "kubeproxy.config.k8s.io/v1alpha1", "kind": "KubeProxyConfiguration",
+                     "logging": {"verbosity": 4}}
+    assert KUBE_PROXY_LOGGING_PATCH in render_kind_config(ClusterSpec(proxy_mode="nftables"))["kubeadmConfigPatches"]
 
 
 def test_render_is_pure() -> None:
