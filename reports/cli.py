@@ -28,6 +28,7 @@ from reports.html import render_html
 from reports.junit import merge_junit
 from reports.load import load_cells
 from reports.markdown import render_markdown
+from reports.scale import load_scale_runs
 from reports.summary import build_summary, dumps, verify
 from reports.vendor import VendorInfo, load_vendor
 
@@ -93,7 +94,16 @@ def write_reports(
     results_dir: Path, out_dir: Path, vendor: VendorInfo | None
 ) -> tuple[list[Path], list[str]]:
     """Write every output into ``out_dir``; return the paths and each cell's verdict."""
-    cells = load_cells(results_dir)
+    scale = load_scale_runs(results_dir)
+    try:
+        cells = load_cells(results_dir)
+    except ReportError:
+        if not scale:
+            raise
+        cells = []  # only scale benchmark results: the report is their Scale section
+    for run in scale:
+        if run.load_error:
+            _warn(f"{run.load_error} (listed as not read in the Scale section)")
     for cell in cells:
         if cell.load_error:
             _warn(f"{cell.reason} (reported as error cell {cell.key!r})")
@@ -105,8 +115,8 @@ def write_reports(
     junit, warnings = merge_junit(cells)
     for w in warnings:
         _warn(w)
-    html = render_html(cells, summary=summary, vendor=vendor, out_dir=out_dir)
-    markdown = render_markdown(cells, summary=summary, vendor=vendor)
+    html = render_html(cells, summary=summary, vendor=vendor, out_dir=out_dir, scale=scale)
+    markdown = render_markdown(cells, summary=summary, vendor=vendor, scale=scale)
     contents = {
         "report.html": html.encode("utf-8"),
         "summary.json": dumps(summary).encode("utf-8"),

@@ -31,6 +31,7 @@ from reports.convergence import ALL_NODES, ChangeKind, Row, convergence_of
 from reports.model import Cell, TestResult
 from reports.profiles import CORE_FAMILIES, EXTENDED_FAMILIES
 from reports.repro import diagnostics_target, href, pytest_command, tox_command
+from reports.scale import ScaleRun, scale_html
 from reports.svg import Series, distribution_chart, fmt
 from reports.vendor import VendorInfo
 
@@ -120,6 +121,8 @@ table.conv td.r { text-align: right; font-variant-numeric: tabular-nums; }
 .v-ext-over { background: #fff8c5; }
 ul.failures li { margin: 2px 0; }
 footer { margin-top: 40px; color: var(--muted); font-size: 12px; }
+.scale-charts { display: grid; grid-template-columns: repeat(auto-fill, minmax(560px, 1fr)); gap: 12px; }
+.scale-figure { margin: 0; } .scale-figure figcaption { font-size: 12px; }
 """
 
 
@@ -668,8 +671,9 @@ def render_html(
     summary: Mapping[str, Any],
     vendor: VendorInfo | None,
     out_dir: Path,
+    scale: Sequence[ScaleRun] = (),
 ) -> str:
-    """The whole page as a string."""
+    """The whole page as a string (``scale``: the cells' scale.json, its own section)."""
     families = families_of(cells)
     verdicts: dict[str, int] = {}
     for c in cells:
@@ -696,6 +700,7 @@ def render_html(
         _matrix(cells, families),
         _failures(cells),
         _comparison(cells),
+        scale_html(scale),
         "".join(_cell_section(c, families, out_dir) for c in cells),
         f"<footer>results sha256 <code>{escape(str(summary['results_sha256']))}</code> — "
         "check with <code>python -m reports &lt;results-dir&gt; --verify summary.json</code>."

@@ -23,6 +23,7 @@ from reports.analysis import (
 from reports.convergence import convergence_of
 from reports.model import Cell
 from reports.repro import tox_command
+from reports.scale import ScaleRun, scale_markdown
 from reports.svg import fmt
 from reports.vendor import VendorInfo
 
@@ -86,7 +87,8 @@ def _family_cell(cell: Cell, fam: str, stats: Mapping[str, Any]) -> str:
     return text
 
 
-def render_markdown(cells: Sequence[Cell], *, summary: Mapping[str, Any], vendor: VendorInfo | None) -> str:
+def render_markdown(cells: Sequence[Cell], *, summary: Mapping[str, Any], vendor: VendorInfo | None,
+                    scale: Sequence[ScaleRun] = ()) -> str:
     families = families_of(cells)
     out: list[str] = ["## svcconform — Service networking conformance", ""]
     header = (
@@ -189,6 +191,7 @@ def render_markdown(cells: Sequence[Cell], *, summary: Mapping[str, Any], vendor
         out += [f"… and {len(failed) - MAX_FAILURES} more failures in report.html.", ""]
 
     out += _convergence(cells)
+    out += scale_markdown(scale)
     out.append(f"results sha256 `{summary['results_sha256']}`")
     return "\n".join(out) + "\n"
 
