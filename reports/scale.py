@@ -308,7 +308,9 @@ def charts(runs: Sequence[ScaleRun]) -> list[tuple[Figure, str]]:
 
 def _s(value: Any, unit: str = "s") -> str:
     v = _num(value)
-    return "—" if v is None else fmt(v, unit)
+    if v is None:
+        return "—"
+    return f"{v:,.0f} {unit}" if abs(v) >= 1000 else fmt(v, unit)
 
 
 def _ms(value: Any) -> str:
@@ -342,7 +344,7 @@ def row_values(step: Mapping[str, Any]) -> dict[str, str]:
     last = _get(step, "connect", "last", "pooled") or {}
     return {
         "services": f"{int(step['services']):,}",
-        "rate": _s(_get(step, "creation", "rate"), "/s"),
+        "rate": _s(_get(step, "creation", "rate"), "objects/s"),
         "bulk": _s(_get(step, "bulk_convergence", "every_node", "max")),
         "one_more": _triple(step.get("one_more")),
         "endpoint_change": _triple(step.get("endpoint_change")),
