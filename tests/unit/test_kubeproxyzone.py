@@ -92,3 +92,12 @@ def test_elsewhere_a_lost_zone_is_a_finding_and_nothing_is_restarted() -> None:
     fact = report.detection()
     assert "kube-proxy on w does not use its zone" in fact["finding"]
     assert fact["source"] == "kube-proxy's log (KubeProxyConfiguration logging.verbosity: 4)"
+
+
+def test_a_kube_proxy_that_is_not_working_is_not_restarted_for_its_zone() -> None:
+    kube = ZoneKube({"kube-proxy-a": LINE_MAP, "kube-proxy-b": ""})
+    report = kz.check(kube, {"cp": "zone-a", "w": "zone-a"}, repair=True, daemonset=DS, configuration=V4,
+                      not_running={"w": "its metrics do not answer"})
+    assert kube.deleted == []
+    assert report.views["w"].status == kz.UNKNOWN
+    assert "not working (health pass: its metrics do not answer)" in report.views["w"].evidence
