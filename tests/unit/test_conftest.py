@@ -518,3 +518,39 @@ def test_a_partial_rerun_writes_beside_the_full_verdict_and_says_what_it_selecte
     runs = pytester.path / "results" / "iptables-kindnet" / "runs"
     (stamp,) = [p.name for p in runs.iterdir()]
     assert (runs / stamp / "junit.xml").exists()
+
+
+LAYER_SUITE = '''
+import pytest
+
+pytestmark = pytest.mark.clusterip
+
+@pytest.fixture
+def served(kube):
+    raise AssertionError("TCP 10.96.0.9:80 from every node: no answer within 3s (BROKEN_LAYER_WAIT) "
+                         "[cut from 32s (KUBE_PROXY_SERVICE_SYNC_TIMEOUT): the health pass found ...]")
+
+@pytest.fixture
+def exploded(kube):
+    raise RuntimeError("fixture exploded")
+
+def test_needs_the_data_plane(served):
+    pass
+
+def test_broken_fixture(exploded):
+    pass
+'''
+
+
+def test_a_setup_that_waited_on_a_layer_the_health_pass_found_broken_fails_and_is_no_error(
+        pytester: pytest.Pytester, cell: dict[str, Any]) -> None:
+    (pytester.path / "suite" / "test_cell.py").write_text(LAYER_SUITE)
+    pytester.runpytest_inprocess(*NO_KIND_PLUGIN, "suite")
+    doc = results_of(pytester)
+    tests = by_name(doc)
+    assert tests["test_needs_the_data_plane"]["outcome"] == "failed"
+    assert tests["test_needs_the_data_plane"]["message"].startswith("setup: ")
+    assert tests["test_broken_fixture"]["outcome"] == "error"  # the suite's own failure stays an error
+    health = doc["cell"]["health"]  # the fakes answer every probe
+    assert health["healthy"] is True
+    assert set(health["layers"]) == {"pod network", "Service proxy", "DNS", "node ports", "kube-proxy"}
