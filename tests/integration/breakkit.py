@@ -144,3 +144,33 @@ class DedicatedCluster:
             return
         subprocess.run([str(find_tool("kind")), "delete", "cluster", "--name", self.name],
                        capture_output=True, text=True, timeout=KUBECTL_TIMEOUT_S, check=False)
+
+
+#: JSON pointer of the kube-proxy container's command in its DaemonSet.
+KUBE_PROXY_COMMAND_PATH = "/spec/template/spec/containers/0/command"
+#: What the kube-proxy container runs while broken: idles, exits at once on SIGTERM.
+IDLE_COMMAND = ["/bin/sh", "-c", "trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done"]
+
+
+def set_kube_proxy_command(cluster: DedicatedCluster, command: list[str]) -> None:
+    """Replace the kube-proxy container's command and wait for the new pods everywhere."""
+    cluster.kubectl("-n", "kube-system", "patch", "daemonset", "kube-proxy", "--type=json", "-p",
+                    json.dumps([{"op": "replace", "path": KUBE_PROXY_COMMAND_PATH, "value": command}]))
+    cluster.kubectl("-n", "kube-system", "rollout", "status", "daemonset", "kube-proxy",
+                    f"--timeout={KUBECTL_TIMEOUT_S}s")
+
+
+def node_sh(node: str, script: str, *, check: bool = True) -> str:
+    """``docker exec <node> sh -c script`` on a kind node container; its stdout."""
+    proc = subprocess.run(["docker", "exec", node, "sh", "-c", script], capture_output=True, text=True,
+                          timeout=KUBECTL_TIMEOUT_S, check=False)
+    if check:
+        assert proc.returncode == 0, f"on {node}: {script}: {proc.stderr.strip()}"
+    return proc.stdout
+
+
+def flush_kube_proxy_rules(node: str) -> None:
+    """Drop every KUBE-* chain and rule from the node's iptables (kind node = container)."""
+    node_sh(node, "iptables-save | grep -v KUBE | iptables-restore")
+    left = node_sh(node, "iptables-save | grep -c KUBE-SVC || true")
+    assert left.strip() == "0", f"KUBE-SVC rules still on {node} after the flush: {left}"

@@ -7,10 +7,9 @@ after the other (one cluster create):
 1. the nodeport family runs green on the fresh cluster (baseline: the cluster works);
 2. kube-proxy is stopped and its rules are flushed on every node (``iptables-save | grep -v
    KUBE | iptables-restore``): no ClusterIP or nodePort is translated any more.  Its pods
-   must stay (the suite's cluster-ready check waits for a Ready kube-proxy pod per node, so
-   a DaemonSet emptied with a nodeSelector makes every test *error* in setup instead of
-   failing on traffic): the DaemonSet's command becomes an idle shell (kube-proxy has no
-   readiness probe, so the pods are Ready and program nothing);
+   stay (kube-proxy missing from a node is ``test_breaks_health.py``'s case): the
+   DaemonSet's command becomes an idle shell (kube-proxy has no readiness probe, so the pods
+   are Ready and program nothing);
 3. ``-m clusterip`` then ``-m nodeport`` must FAIL: every check that sends traffic fails,
    the reachability ones with their expected/observed tables (``mismatching cell``);
    the allocation checks (ClusterIP in the service CIDR, nodePorts in range) send no
@@ -34,13 +33,15 @@ from typing import Any
 import pytest
 from breakkit import (
     DEDICATED_CLUSTER_REASON,
-    KUBECTL_TIMEOUT_S,
+    IDLE_COMMAND,
     DedicatedCluster,
     cell_results,
     family_argv,
+    flush_kube_proxy_rules,
     opt_in,
     outcomes,
     run_suite,
+    set_kube_proxy_command,
 )
 
 pytestmark = opt_in(DEDICATED_CLUSTER_REASON)
@@ -50,9 +51,6 @@ kubectl = CLUSTER.kubectl
 #: One family run: a cluster create (KIND_CREATE_TIMEOUT, 15 min) in the first, then ~10
 #: tests each failing after a 32 s data-plane wait when kube-proxy is gone.
 FAMILY_RUN_TIMEOUT_S = 1500
-COMMAND_PATH = "/spec/template/spec/containers/0/command"
-#: What the kube-proxy container runs while broken: idles, exits at once on SIGTERM.
-IDLE = ["/bin/sh", "-c", "trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done"]
 #: Checks that send no traffic (names without parameters): they must keep passing with
 #: kube-proxy gone.  Allocation, the EndpointSlice controller's hints, a hostNetwork
 #: endpoint's address and a LoadBalancer's status are the control plane's work.
@@ -88,23 +86,6 @@ def run_family(family: str, results_dir: Path) -> tuple[subprocess.CompletedProc
     return proc, cell_results(results_dir, argv, proc)
 
 
-def set_command(command: list[str]) -> None:
-    """Replace the kube-proxy container's command and wait for the new pods everywhere."""
-    kubectl("-n", "kube-system", "patch", "daemonset", "kube-proxy", "--type=json", "-p",
-            json.dumps([{"op": "replace", "path": COMMAND_PATH, "value": command}]))
-    kubectl("-n", "kube-system", "rollout", "status", "daemonset", "kube-proxy", f"--timeout={KUBECTL_TIMEOUT_S}s")
-
-
-def flush_kube_proxy_rules(node: str) -> None:
-    """Drop every KUBE-* chain and rule from the node's iptables (kind node = container)."""
-    proc = subprocess.run(["docker", "exec", node, "sh", "-c", "iptables-save | grep -v KUBE | iptables-restore"],
-                          capture_output=True, text=True, timeout=KUBECTL_TIMEOUT_S, check=False)
-    assert proc.returncode == 0, f"flushing kube-proxy rules on {node} failed: {proc.stderr.strip()}"
-    left = subprocess.run(["docker", "exec", node, "sh", "-c", "iptables-save | grep -c KUBE-SVC || true"],
-                          capture_output=True, text=True, timeout=KUBECTL_TIMEOUT_S, check=False)
-    assert left.stdout.strip() == "0", f"KUBE-SVC rules still on {node} after the flush: {left.stdout}"
-
-
 def test_clusterip_and_nodeport_fail_naming_reachability_when_kube_proxy_is_stopped(tmp_path: Path) -> None:
     baseline, results = run_family("nodeport", tmp_path / "baseline")
     assert baseline.returncode == 0, f"nodeport family must pass before the break:\n{baseline.stdout[-4000:]}"
@@ -116,14 +97,14 @@ def test_clusterip_and_nodeport_fail_naming_reachability_when_kube_proxy_is_stop
                                   "jsonpath={.spec.template.spec.containers[0].command}"))
     assert "kube-proxy" in (original or [""])[0], f"unexpected kube-proxy command: {original}"
     try:
-        set_command(IDLE)
+        set_kube_proxy_command(CLUSTER, IDLE_COMMAND)
         for node in CLUSTER.nodes():
             flush_kube_proxy_rules(node)
         for family in ("clusterip", "nodeport"):
             procs[family], res = run_family(family, tmp_path / family)
             runs[family] = outcomes(res)
     finally:
-        set_command(original)
+        set_kube_proxy_command(CLUSTER, original)
 
     for family, tests in runs.items():
         assert procs[family].returncode != 0, f"{family} passed with kube-proxy stopped:\n{procs[family].stdout[-4000:]}"
