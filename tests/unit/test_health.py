@@ -407,3 +407,29 @@ def test_dns_that_fails_from_a_node_whose_pod_network_is_cut_is_not_blamed_on_dn
     assert h.get("worker", DNS).status == UNKNOWN  # type: ignore[union-attr]
     assert "pod network is broken" in h.get("worker", DNS).evidence  # type: ignore[union-attr]
     assert h.summary() == "pod network broken on worker"
+
+
+def test_a_text_wait_that_names_only_broken_nodes_stops_after_two_observations() -> None:
+    outcomes = all_ok()
+    for b in NODES:
+        outcomes[(VIA_SERVICE, "worker2", b)] = bad()
+    health.install(verdict(outcomes))
+    detail = "clients with no answer yet: ['worker2']"
+    assert health.explain_detail(KUBE_PROXY_ENDPOINT_LAG_TIMEOUT, detail) is not None
+    assert health.explain_detail(KUBE_PROXY_ENDPOINT_LAG_TIMEOUT, "clients with no answer yet: ['worker']") is None
+    assert health.explain_detail(KUBE_PROXY_ENDPOINT_LAG_TIMEOUT, "client on worker: ok; on worker2: no") is None
+    assert health.explain_detail(POD_START_TIMEOUT, detail) is None  # not a data-plane wait
+    calls = []
+
+    def check() -> tuple[bool, str]:
+        calls.append(1)
+        return False, detail
+
+    with pytest.raises(poll.WaitTimeout) as err:
+        poll.wait_until(check, timeout=KUBE_PROXY_ENDPOINT_LAG_TIMEOUT, what="answers on every client",
+                        pause=lambda s: None)
+    assert len(calls) == poll.EXPLAINED_TRIES
+    message = str(err.value)
+    assert message.startswith("stopped after ")
+    assert "of 32s (KUBE_PROXY_ENDPOINT_LAG_TIMEOUT)" in message
+    assert "the health pass explains it: Service proxy on worker2" in message
