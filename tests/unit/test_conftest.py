@@ -405,7 +405,9 @@ def test_existing_cluster_decides_the_cell_and_contradictions_are_refused(pytest
         kubeconfig = api.kubeconfig(pytester.path / "kc")
         result = pytester.runpytest_inprocess(*NO_KIND_PLUGIN, "suite", f"--kubeconfig={kubeconfig}")
         assert result.ret == pytest.ExitCode.OK
-        assert results_of(pytester, "nftables-kindnet")["cell"]["provider"] == "existing"
+        cell = results_of(pytester, "nftables-kindnet")["cell"]
+        assert cell["provider"] == "existing"
+        assert "health" in cell  # the preflight (and health pass) ran before the results existed
         refused = pytester.runpytest_inprocess(*NO_KIND_PLUGIN, "suite", f"--kubeconfig={kubeconfig}",
                                                "--proxy-mode=iptables")
         assert refused.ret == pytest.ExitCode.USAGE_ERROR
